@@ -1,0 +1,47 @@
+# wababind — every command sets up what it needs; nothing is installed by hand.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := $(CURDIR)/functions/bind_waba:$(CURDIR)/local:$(CURDIR)
+
+.PHONY: demo test serve bench lint typecheck clean
+
+$(VENV)/.runtime: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+demo: $(VENV)/.runtime
+	$(PY) -m wababind_local.demo
+
+serve: $(VENV)/.runtime
+	$(PY) -m wababind_local.fc_emulator --port 9000
+
+bench: $(VENV)/.dev
+	$(PY) -m wababind_local.bench
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: $(VENV)/.dev
+	$(VENV)/bin/mypy
+
+# The suite runs against a real redis-server that this target starts and stops.
+test: $(VENV)/.dev
+	@command -v redis-server >/dev/null || { echo "make test needs redis-server (apt-get install redis-server)"; exit 1; }
+	$(MAKE) --no-print-directory lint typecheck
+	@dir=$$(mktemp -d); port=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	redis-server --port $$port --bind 127.0.0.1 --save "" --appendonly no --dir $$dir \
+	  --daemonize yes --pidfile $$dir/redis.pid --logfile $$dir/redis.log; \
+	for i in $$(seq 50); do redis-cli -p $$port ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+	WABABIND_TEST_REDIS_URL=redis://127.0.0.1:$$port/0 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	kill $$(cat $$dir/redis.pid) 2>/dev/null; rm -rf $$dir; exit $$rc
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""wababind: bind WhatsApp Business Accounts to Alibaba Cloud CAMS from Function Compute."""

@@ -1,0 +1,198 @@
+"""One bind request → one outcome: idempotency check, rate-limited CAMS call with retries, record."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+
+from wababind.cams import Bound, CamsClient, is_throttle
+from wababind.credentials import Credentials
+from wababind.errors import (
+    BIND_IN_PROGRESS,
+    DEADLINE_EXCEEDED,
+    MISSING_CREDENTIALS,
+    BindError,
+)
+from wababind.idempotency import IdempotencyRecord, IdempotencyStore, RecordStatus
+from wababind.models import BindRequest
+from wababind.outcome import Outcome, Source, utcnow
+from wababind.ratelimit import RateLimiter
+
+BACKOFF_BASE_S = 0.2
+BACKOFF_CAP_S = 5.0
+MIN_CALL_TIME_S = 0.1  # no point starting a CAMS call with less time than this left
+FAILURE_MEMORY_S = 60.0  # a terminal failure is remembered briefly, so a retry storm stays cheap
+IN_PROGRESS_MARGIN_S = 5.0
+POLL_START_S, POLL_CAP_S = 0.05, 0.5
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """One handler call: its id, the function's key, and when the binds must be done."""
+
+    request_id: str
+    credentials: Credentials | None
+    deadline: float  # time.monotonic()
+
+    def remaining(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What the CAMS step ended with: the last result and how many calls it took."""
+
+    result: Bound | BindError
+    attempts: int
+
+
+class Binder:
+    def __init__(
+        self,
+        cams: CamsClient,
+        limiter: RateLimiter,
+        store: IdempotencyStore,
+        timeout_s: float,
+        idempotency_ttl_s: float,
+    ):
+        self._cams = cams
+        self._limiter = limiter
+        self._store = store
+        self._timeout_s = timeout_s
+        self._ttl_s = idempotency_ttl_s
+
+    def bind(
+        self, request: BindRequest, *, event_id: str, source: Source, inv: Invocation
+    ) -> Outcome:
+        started = utcnow()
+        outcome = self._bind(request, inv)
+        outcome.event_id, outcome.source, outcome.started_at = event_id, source, started
+        outcome.callback_url = request.callback_url
+        outcome.finished_at = utcnow()
+        return outcome
+
+    def _bind(self, request: BindRequest, inv: Invocation) -> Outcome:
+        waba_id = request.waba_id
+        owner = f"{inv.request_id}/{random.getrandbits(48):012x}"
+        existing = self._claim_or_wait(waba_id, owner, inv)
+        if existing is not None:
+            return _from_record(request, existing)
+        try:
+            settled = self._call_with_retries(waba_id, inv)
+        except BaseException:
+            self._store.release(waba_id, owner)
+            raise
+        result = settled.result
+        if isinstance(result, Bound):
+            self._store.complete(
+                waba_id,
+                owner,
+                cust_space_id=result.cust_space_id,
+                request_id=result.request_id,
+                ttl_s=self._ttl_s,
+            )
+            return _outcome(request, "bound", "OK", "bound", attempts=settled.attempts,
+                            cust_space_id=result.cust_space_id, request_id=result.request_id)
+        if result.retryable:
+            self._store.release(waba_id, owner)
+        else:
+            self._store.fail(
+                waba_id, owner, code=result.code, message=result.message, ttl_s=FAILURE_MEMORY_S
+            )
+        return _failed(request, result, settled.attempts)
+
+    def _claim_or_wait(
+        self, waba_id: str, owner: str, inv: Invocation
+    ) -> IdempotencyRecord | None:
+        """None: we hold the WabaId. Otherwise the record that decides the outcome.
+
+        Two instances, same WabaId:
+            A: claim ✓ ──── CAMS call ──── complete(CustSpaceId)
+            B:   claim ✗ (IN_PROGRESS) ── poll … ── COMPLETED → duplicate, no second call
+        If A dies, its claim expires at A's deadline + margin, and B (or a redelivery) claims it.
+        """
+        delay = POLL_START_S
+        while True:
+            record = self._store.claim(waba_id, owner, inv.remaining() + IN_PROGRESS_MARGIN_S)
+            if record is None or record.status is not RecordStatus.IN_PROGRESS:
+                return record
+            while record is not None and record.status is RecordStatus.IN_PROGRESS:
+                if inv.remaining() < delay + MIN_CALL_TIME_S:
+                    return record
+                time.sleep(delay)
+                delay = min(delay * 2, POLL_CAP_S)
+                record = self._store.get(waba_id)
+            if record is not None:
+                return record
+            # released after a retryable failure, or expired: try to take it ourselves
+
+    def _call_with_retries(self, waba_id: str, inv: Invocation) -> Settled:
+        """Exponential backoff with full jitter; never starts a call or a sleep past the deadline."""
+        if inv.credentials is None:
+            return Settled(BindError(MISSING_CREDENTIALS,
+                                     "no AccessKey in the FC context or the environment", False), 0)
+        attempts = 0
+        last: BindError | None = None
+        while True:
+            if not self._limiter.acquire(inv.deadline - MIN_CALL_TIME_S):
+                break
+            remaining = inv.remaining()
+            if remaining < MIN_CALL_TIME_S:
+                break
+            attempts += 1
+            result = self._cams.bind_waba(
+                waba_id, inv.credentials, min(self._timeout_s, remaining)
+            )
+            if isinstance(result, Bound) or not result.retryable:
+                return Settled(result, attempts)
+            last = result
+            if is_throttle(result):
+                self._limiter.penalize()
+            pause = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1)))
+            if inv.remaining() < pause + MIN_CALL_TIME_S:
+                break
+            time.sleep(pause)
+        if last is None:
+            last = BindError(DEADLINE_EXCEEDED, "no time left to call CAMS before the deadline", True)
+        return Settled(last, attempts)
+
+
+def _outcome(request: BindRequest, status: str, code: str, message: str, **fields: object) -> Outcome:
+    return Outcome(
+        event_id="",
+        source="direct",
+        waba_id=request.waba_id,
+        reference=request.reference,
+        status=status,  # type: ignore[arg-type]
+        code=code,
+        message=message,
+        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _failed(request: BindRequest, error: BindError, attempts: int) -> Outcome:
+    return _outcome(
+        request,
+        "failed",
+        error.code,
+        error.message,
+        retryable=error.retryable,
+        attempts=attempts,
+        request_id=error.request_id,
+        access_denied_detail=error.access_denied_detail,
+    )
+
+
+def _from_record(request: BindRequest, record: IdempotencyRecord) -> Outcome:
+    if record.status is RecordStatus.COMPLETED:
+        return _outcome(request, "duplicate", "OK", "already bound; CAMS not called again",
+                        cust_space_id=record.cust_space_id, request_id=record.request_id)
+    if record.status is RecordStatus.FAILED:
+        return _outcome(request, "failed", record.code or "Failed",
+                        record.message or "a recent bind of this WabaId failed", retryable=False)
+    return _failed(
+        request,
+        BindError(BIND_IN_PROGRESS, "another request is binding this WabaId right now", True),
+        0,
+    )

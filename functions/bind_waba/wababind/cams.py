@@ -1,0 +1,163 @@
+"""One ChatappBindWaba call through aliyun-python-sdk-core, classified as bound, terminal or retryable."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from aliyunsdkcore.acs_exception.exceptions import ClientException
+from aliyunsdkcore.auth.credentials import AccessKeyCredential, StsTokenCredential
+from aliyunsdkcore.client import AcsClient
+from aliyunsdkcore.request import CommonRequest
+
+from wababind.config import CamsEndpoint
+from wababind.credentials import Credentials
+from wababind.errors import CAMS_BAD_RESPONSE, CAMS_UNREACHABLE, BindError
+
+PRODUCT, VERSION, ACTION = "cams", "2020-06-06", "ChatappBindWaba"
+RETRYABLE_CODES = frozenset({"System.LimitControl", "ServiceUnavailable", "InternalError"})
+THROTTLE_CODES = frozenset({"System.LimitControl"})
+MAX_MESSAGE = 512
+
+# The SDK logs every error answer at ERROR level, and CAMS's SignatureDoesNotMatch message
+# carries the server's string-to-sign, SecurityToken included: keep the SDK's logs off.
+_sdk_log = logging.getLogger("aliyunsdkcore")
+_sdk_log.addHandler(logging.NullHandler())
+_sdk_log.setLevel(logging.CRITICAL + 1)
+_sdk_log.propagate = False
+logging.getLogger("aliyunsdkcore.http.http_response").handlers.clear()
+
+
+@dataclass(frozen=True)
+class Bound:
+    cust_space_id: str | None
+    request_id: str | None
+
+
+CallResult = Bound | BindError
+
+
+def is_retryable(http_status: int | None, code: str) -> bool:
+    """SPEC.md "Calling CAMS": throttling, unavailability and 5xx may succeed later."""
+    if http_status is not None and http_status >= 500:
+        return True
+    return code in RETRYABLE_CODES or code.startswith("Throttling")
+
+
+def is_throttle(error: BindError) -> bool:
+    return error.code in THROTTLE_CODES or error.code.startswith("Throttling")
+
+
+def safe_message(message: object) -> str:
+    """CAMS's message, minus the echoed string-to-sign (it holds the SecurityToken)."""
+    text = str(message or "")
+    cut = text.find("string to sign is:")
+    if cut >= 0:
+        text = text[:cut].rstrip(" .:") + "."
+    return text[:MAX_MESSAGE]
+
+
+class CamsClient:
+    """Reuses one AcsClient (and its keep-alive pool) per credential triple."""
+
+    def __init__(self, endpoint: CamsEndpoint, region: str, timeout_s: float, pool_size: int = 32):
+        self._endpoint = endpoint
+        self._region = region
+        self._timeout_s = timeout_s
+        self._pool_size = pool_size
+        self._lock = threading.Lock()
+        self._clients: dict[Credentials, AcsClient] = {}
+
+    def _client(self, creds: Credentials) -> AcsClient:
+        with self._lock:
+            client = self._clients.get(creds)
+            if client is None:
+                credential: Any = (
+                    StsTokenCredential(
+                        creds.access_key_id, creds.access_key_secret, creds.security_token
+                    )
+                    if creds.security_token
+                    else AccessKeyCredential(creds.access_key_id, creds.access_key_secret)
+                )
+                client = AcsClient(
+                    region_id=self._region,
+                    credential=credential,
+                    auto_retry=False,  # wababind.binder owns retries, bounded by the deadline
+                    port=self._endpoint.port,
+                    connect_timeout=min(self._timeout_s, 3.0),
+                    timeout=self._timeout_s,
+                    pool_size=self._pool_size,
+                )
+                # STS keys rotate; keep only the newest few clients.
+                if len(self._clients) >= 4:
+                    self._clients.pop(next(iter(self._clients)))
+                self._clients[creds] = client
+            return client
+
+    def bind_waba(self, waba_id: str, creds: Credentials, timeout_s: float) -> CallResult:
+        """One signed call; never raises for anything CAMS or the network does."""
+        request = CommonRequest(
+            domain=self._endpoint.host, version=VERSION, action_name=ACTION, product=PRODUCT
+        )
+        request.set_protocol_type(self._endpoint.scheme)
+        request.set_method("POST")
+        request.set_accept_format("JSON")
+        request.add_query_param("WabaId", waba_id)
+        request.set_read_timeout(max(timeout_s, 0.05))
+        request.set_connect_timeout(max(min(timeout_s, 3.0), 0.05))
+        try:
+            # The public do_action_with_exception drops the body of an error answer, and with it
+            # AccessDeniedDetail; this returns status and body for every answer.
+            status, _headers, body, _exc = self._client(creds)._implementation_of_do_action(
+                request
+            )
+        except ClientException as exc:
+            if exc.get_error_code() == "SDK.HttpError":
+                return BindError(CAMS_UNREACHABLE, _network_message(exc), retryable=True)
+            return BindError(exc.get_error_code(), safe_message(exc.get_error_msg()), False)
+        return parse_answer(status, body)
+
+
+def _network_message(exc: ClientException) -> str:
+    text = str(exc.get_error_msg())
+    if "timed out" in text.lower():
+        return "CAMS did not answer within the timeout"
+    if "refused" in text.lower():
+        return "CAMS refused the connection"
+    return "the connection to CAMS failed or was dropped"
+
+
+def parse_answer(status: int, body: bytes | None) -> CallResult:
+    """Bound only on HTTP 200 with Code OK; HTTP 200 with Success false is a failure."""
+    try:
+        doc = json.loads(body or b"")
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict):
+        if status >= 500:
+            return BindError(f"HTTP{status}", f"CAMS answered HTTP {status}", True, None, None, status)
+        return BindError(CAMS_BAD_RESPONSE, f"CAMS answered HTTP {status} without JSON", True,
+                         http_status=status)
+    request_id = _text(doc.get("RequestId"))
+    code = _text(doc.get("Code")) or f"HTTP{status}"
+    if status == 200 and code == "OK" and doc.get("Success") is not False:
+        data = doc.get("Data") if isinstance(doc.get("Data"), dict) else {}
+        return Bound(_text(data.get("CustSpaceId")), request_id)
+    detail = doc.get("AccessDeniedDetail")
+    return BindError(
+        code=code,
+        message=safe_message(doc.get("Message")),
+        retryable=is_retryable(status, code),
+        request_id=request_id,
+        access_denied_detail=(
+            json.dumps(detail, separators=(",", ":")) if isinstance(detail, dict) else _text(detail)
+        ),
+        http_status=status,
+    )
+
+
+def _text(value: object) -> str | None:
+    return None if value is None or value == "" else str(value)

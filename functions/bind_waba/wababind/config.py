@@ -1,0 +1,153 @@
+"""Settings from the environment, validated once; errors name the variable, never its value."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from ipaddress import ip_address
+from urllib.parse import urlsplit
+
+from wababind.errors import ConfigError
+
+SINK_NAMES = ("log", "callback", "sls")
+
+
+@dataclass(frozen=True)
+class CamsEndpoint:
+    host: str
+    scheme: str  # "https", or "http" for a loopback simulator
+    port: int
+
+
+@dataclass(frozen=True)
+class Settings:
+    cams_endpoint: CamsEndpoint
+    cams_region: str
+    cams_qps: float
+    cams_timeout_s: float
+    webhook_secret: str | None
+    webhook_auth_none: bool
+    outcome_sinks: tuple[str, ...]
+    callback_url: str | None
+    callback_secret: str | None
+    callback_allowed_hosts: tuple[str, ...]
+    insecure_callbacks: bool
+    sls_endpoint: str | None
+    sls_project: str | None
+    sls_logstore: str | None
+    redis_url: str | None
+    idempotency_ttl_s: float
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_cams_endpoint(value: str) -> CamsEndpoint:
+    """A bare host means https; `http://host:port` is accepted only for a loopback host."""
+    if "://" not in value:
+        value = "https://" + value
+    parts = urlsplit(value)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    host = parts.hostname or ""
+    if parts.scheme not in ("http", "https") or not host or port == -1:
+        raise ConfigError("CAMS_ENDPOINT must be a host name or http(s)://host[:port]")
+    if parts.path not in ("", "/") or parts.query or parts.username:
+        raise ConfigError("CAMS_ENDPOINT must not carry a path, query or user info")
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise ConfigError("CAMS_ENDPOINT may use plain http only for a loopback host")
+    return CamsEndpoint(host, parts.scheme, port or (443 if parts.scheme == "https" else 80))
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}")
+    return value
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(p.strip().lower() for p in env.get(name, "").split(",") if p.strip())
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    return env.get(name, "").strip() or None
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting; raises ConfigError naming the first bad one."""
+    from wababind.ssrf import insecure_callbacks_allowed
+
+    env = os.environ if environ is None else environ
+    sinks = _list(env, "OUTCOME_SINKS") or ("log",)
+    unknown = [s for s in sinks if s not in SINK_NAMES]
+    if unknown:
+        raise ConfigError(f"OUTCOME_SINKS: unknown sink {unknown[0]!r} (use log, callback, sls)")
+
+    webhook_auth = env.get("WEBHOOK_AUTH", "").strip().lower()
+    if webhook_auth not in ("", "none"):
+        raise ConfigError("WEBHOOK_AUTH must be unset or 'none'")
+    webhook_secret = _optional(env, "WEBHOOK_SECRET")
+    if webhook_secret is not None:
+        _check_whsec("WEBHOOK_SECRET", webhook_secret)
+
+    callback_secret = _optional(env, "CALLBACK_SECRET")
+    if "callback" in sinks and callback_secret is None:
+        raise ConfigError("CALLBACK_SECRET is required when OUTCOME_SINKS has callback")
+    if callback_secret is not None:
+        _check_whsec("CALLBACK_SECRET", callback_secret)
+
+    sls = {n: _optional(env, n) for n in ("SLS_ENDPOINT", "SLS_PROJECT", "SLS_LOGSTORE")}
+    if "sls" in sinks:
+        for name, value in sls.items():
+            if value is None:
+                raise ConfigError(f"{name} is required when OUTCOME_SINKS has sls")
+
+    redis_url = _optional(env, "REDIS_URL")
+    if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+
+    return Settings(
+        cams_endpoint=parse_cams_endpoint(
+            env.get("CAMS_ENDPOINT", "").strip() or "cams.ap-southeast-1.aliyuncs.com"
+        ),
+        cams_region=env.get("CAMS_REGION", "").strip() or "ap-southeast-1",
+        cams_qps=_number(env, "CAMS_QPS", 10, 0.1, 10_000),
+        cams_timeout_s=_number(env, "CAMS_TIMEOUT_S", 5, 0.1, 300),
+        webhook_secret=webhook_secret,
+        webhook_auth_none=webhook_auth == "none",
+        outcome_sinks=sinks,
+        callback_url=_optional(env, "CALLBACK_URL"),
+        callback_secret=callback_secret,
+        callback_allowed_hosts=_list(env, "CALLBACK_ALLOWED_HOSTS"),
+        insecure_callbacks=insecure_callbacks_allowed(env),
+        sls_endpoint=sls["SLS_ENDPOINT"],
+        sls_project=sls["SLS_PROJECT"],
+        sls_logstore=sls["SLS_LOGSTORE"],
+        redis_url=redis_url,
+        idempotency_ttl_s=_number(env, "IDEMPOTENCY_TTL_S", 86400, 1, 366 * 86400),
+    )
+
+
+def _check_whsec(name: str, value: str) -> None:
+    from standardwebhooks import Webhook
+
+    try:
+        Webhook(value)
+    except Exception:
+        raise ConfigError(f"{name} must be a Standard Webhooks secret (whsec_ + base64)") from None

@@ -1,0 +1,42 @@
+"""Errors as values: a code, a message and whether a later try may succeed."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class BindError:
+    """Why a bind did not succeed; `code` is CAMS's own code or one of ours below."""
+
+    code: str
+    message: str
+    retryable: bool
+    request_id: str | None = None
+    access_denied_detail: str | None = None
+    http_status: int | None = None
+
+
+# The project's own codes (CAMS's codes pass through unchanged).
+INVALID_MESSAGE = "InvalidMessage"  # a queue message that is not a valid bind request
+BIND_IN_PROGRESS = "BindInProgress"  # another instance holds this WabaId right now
+DEADLINE_EXCEEDED = "DeadlineExceeded"  # retries ran out of invocation time
+CAMS_UNREACHABLE = "CamsUnreachable"  # timeout, refused or dropped connection
+CAMS_BAD_RESPONSE = "CamsBadResponse"  # HTTP 200 whose body is not CAMS's JSON
+MISSING_CREDENTIALS = "MissingCredentials"  # neither context nor environment has a key
+
+
+class WababindError(Exception):
+    """Base of the exceptions this package raises on purpose."""
+
+
+class ConfigError(WababindError):
+    """A setting is missing or invalid; the message names it and never echoes a secret."""
+
+
+class EventFormatError(WababindError):
+    """A trigger event that fits none of the formats we accept."""
+
+
+class RetryableBatchError(WababindError):
+    """Raised by the MQ handler so the trigger redelivers a batch with retryable failures."""

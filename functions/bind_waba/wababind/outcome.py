@@ -1,0 +1,66 @@
+"""The outcome record: exactly one per bind request, on every path."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+Status = Literal["bound", "duplicate", "failed"]
+Source = Literal["http", "rocketmq", "mns", "kafka", "direct"]
+
+RECORD_KIND = "WabaBindOutcome"
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass
+class Outcome:
+    """What happened to one bind request. `callback_url` routes it; it is not part of the record."""
+
+    event_id: str
+    source: Source
+    waba_id: str | None
+    reference: str | None
+    status: Status
+    code: str
+    message: str
+    retryable: bool = False
+    attempts: int = 0
+    cust_space_id: str | None = None
+    request_id: str | None = None
+    access_denied_detail: str | None = None
+    started_at: datetime = field(default_factory=utcnow)
+    finished_at: datetime = field(default_factory=utcnow)
+    callback_url: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The record as SPEC.md names it; every field is present, null when it does not apply."""
+        return {
+            "Kind": RECORD_KIND,
+            "EventId": self.event_id,
+            "Source": self.source,
+            "WabaId": self.waba_id,
+            "Reference": self.reference,
+            "Status": self.status,
+            "CustSpaceId": self.cust_space_id,
+            "Code": self.code,
+            "Message": self.message,
+            "RequestId": self.request_id,
+            "AccessDeniedDetail": self.access_denied_detail,
+            "Retryable": self.retryable,
+            "Attempts": self.attempts,
+            "StartedAt": iso(self.started_at),
+            "FinishedAt": iso(self.finished_at),
+            "DurationMs": round((self.finished_at - self.started_at).total_seconds() * 1000, 3),
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_record(), ensure_ascii=False, separators=(",", ":"))

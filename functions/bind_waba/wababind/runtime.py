@@ -1,0 +1,125 @@
+"""Per-instance state, built once at the first invocation: settings, clients, limiter, store, sinks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from wababind import applog
+from wababind.binder import Binder, Invocation
+from wababind.config import Settings, load_settings
+from wababind.credentials import credentials_from
+from wababind.errors import ConfigError
+from wababind.models import CallbackPolicy
+from wababind.sinks.base import Sink
+from wababind.sinks.dispatch import Dispatcher
+
+DEFAULT_TIMEOUT_S = 60.0
+BATCH_WORKERS = 32
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    binder: Binder
+    dispatcher: Dispatcher
+    policy: CallbackPolicy
+    store: Any  # IdempotencyStore; also the webhook-id replay guard
+
+
+_lock = threading.Lock()
+_runtime: Runtime | None = None
+_config_error: ConfigError | None = None
+
+
+def get_runtime() -> Runtime:
+    """The instance's Runtime; a bad setting raises ConfigError, logged once per instance."""
+    global _runtime, _config_error
+    with _lock:
+        if _runtime is not None:
+            return _runtime
+        if _config_error is not None:
+            raise _config_error
+        try:
+            _runtime = build_runtime(load_settings())
+        except ConfigError as exc:
+            _config_error = exc
+            applog.log("ERROR", "configuration error", reason=str(exc))
+            raise
+        return _runtime
+
+
+def reset_runtime() -> None:
+    """Forget the instance state (tests change the environment between cases)."""
+    global _runtime, _config_error
+    with _lock:
+        _runtime, _config_error = None, None
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    from wababind.cams import CamsClient
+    from wababind.idempotency import make_store
+    from wababind.ratelimit import make_rate_limiter, redis_client
+
+    client = redis_client(settings.redis_url) if settings.redis_url else None
+    store = make_store(client)
+    binder = Binder(
+        CamsClient(settings.cams_endpoint, settings.cams_region, settings.cams_timeout_s,
+                   pool_size=BATCH_WORKERS),
+        make_rate_limiter(settings.cams_qps, client),
+        store,
+        settings.cams_timeout_s,
+        settings.idempotency_ttl_s,
+    )
+    return Runtime(
+        settings=settings,
+        binder=binder,
+        dispatcher=Dispatcher(_sinks(settings)),
+        policy=CallbackPolicy(settings.callback_allowed_hosts, settings.insecure_callbacks),
+        store=store,
+    )
+
+
+def _sinks(settings: Settings) -> list[Sink]:
+    sinks: list[Sink] = []
+    for name in settings.outcome_sinks:
+        if name == "log":
+            from wababind.sinks.log import LogSink
+
+            sinks.append(LogSink())
+        elif name == "callback":
+            from wababind.sinks.callback import CallbackSink
+
+            sinks.append(
+                CallbackSink(
+                    default_url=settings.callback_url,
+                    secret=settings.callback_secret,
+                    allowed_hosts=settings.callback_allowed_hosts,
+                    allow_insecure=settings.insecure_callbacks,
+                )
+            )
+        elif name == "sls":
+            from wababind.sinks.sls import SlsSink
+
+            assert settings.sls_endpoint and settings.sls_project and settings.sls_logstore
+            sinks.append(SlsSink(endpoint=settings.sls_endpoint, project=settings.sls_project,
+                                 logstore=settings.sls_logstore))
+    return sinks
+
+
+def start_invocation(context: Any, started: float | None = None) -> Invocation:
+    """The deadline is FC's function timeout from our start, less a reserve for the sinks."""
+    started = time.monotonic() if started is None else started
+    function = getattr(context, "function", None)
+    try:
+        timeout = float(getattr(function, "timeout", None) or DEFAULT_TIMEOUT_S)
+    except (TypeError, ValueError):
+        timeout = DEFAULT_TIMEOUT_S
+    reserve = min(max(1.0, timeout * 0.1), 10.0)
+    return Invocation(
+        request_id=str(getattr(context, "request_id", "") or "local"),
+        credentials=credentials_from(context),
+        deadline=started + max(timeout - reserve, timeout / 2),
+    )

@@ -1,0 +1,1 @@
+"""Outcome sinks: where each outcome record goes (log, callback, SLS)."""

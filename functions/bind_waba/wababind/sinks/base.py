@@ -1,0 +1,24 @@
+"""The interface every outcome sink implements."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from wababind.credentials import Credentials
+from wababind.outcome import Outcome
+
+
+class SinkError(Exception):
+    """A sink could not deliver an outcome; `reason` is safe to log (no secrets)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Sink(Protocol):
+    name: str
+
+    def send(self, outcome: Outcome, credentials: Credentials | None) -> None:
+        """Deliver one outcome, or raise SinkError. Must return within its own timeout."""
+        ...

@@ -1,0 +1,186 @@
+"""The HTTP function: FC 3.0 HTTP trigger event in, one JSON response out (SPEC.md "HTTP webhook")."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from email.message import Message
+from typing import Any
+
+from pydantic import ValidationError
+
+from wababind import applog
+from wababind.errors import ConfigError
+from wababind.models import FieldProblem, HttpTriggerEvent, parse_bind_request
+from wababind.outcome import Outcome
+from wababind.runtime import Runtime, get_runtime, start_invocation
+
+MAX_BODY = 64 * 1024
+REPLAY_WINDOW_S = 600.0  # the 5-minute tolerance, both directions
+RETRY_AFTER_S = "2"
+SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
+_VERIFY_RULES = {
+    "Message timestamp too old": ("webhook-timestamp", "stale"),
+    "Message timestamp too new": ("webhook-timestamp", "future"),
+    "Invalid Signature Headers": ("webhook-timestamp", "format"),
+    "No matching signature found": ("webhook-signature", "mismatch"),
+}
+_warned_unconfigured = False
+
+
+class Reject(Exception):
+    """A request we answer with a 4xx/5xx error body instead of an outcome."""
+
+    def __init__(self, status: int, code: str, message: str, *problems: FieldProblem,
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+        self.problems, self.headers = problems, headers or {}
+
+
+def http_handler(event: bytes | str, context: Any) -> dict[str, Any]:
+    started = time.monotonic()
+    try:
+        return _handle(event, context, started)
+    except Reject as rej:
+        body = {"Code": rej.code, "Message": rej.message,
+                "Errors": [p.to_json() for p in rej.problems]}
+        return respond(rej.status, body, rej.headers)
+
+
+def respond(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": json.dumps(body, ensure_ascii=False, separators=(",", ":")),
+        "isBase64Encoded": False,
+    }
+
+
+def _handle(event: bytes | str, context: Any, started: float) -> dict[str, Any]:
+    try:
+        request = HttpTriggerEvent.model_validate_json(event)
+    except ValidationError:
+        raise Reject(400, "InvalidEvent", "the event is not an FC HTTP trigger event",
+                     FieldProblem("event", "fc-http-trigger", "not an FC 3.0 HTTP trigger event")) from None
+    if request.method != "POST":
+        raise Reject(405, "MethodNotAllowed", "only POST is accepted",
+                     FieldProblem("method", "POST", f"{request.method} is not allowed"),
+                     headers={"Allow": "POST"})
+    raw = _raw_body(request)
+    _check_content_type(request.headers.get("content-type", ""))
+    try:
+        runtime = get_runtime()
+    except ConfigError as exc:
+        raise Reject(500, "ConfigurationError", str(exc)) from None
+    webhook_id = _authenticate(runtime, raw, request.headers)
+    body = _json_object(raw)
+    bind_request, problems = parse_bind_request(body, runtime.policy)
+    if bind_request is None:
+        raise Reject(422, "InvalidRequest", "the bind request breaks a rule", *problems)
+
+    inv = start_invocation(context, started)
+    outcome = runtime.binder.bind(
+        bind_request, event_id=webhook_id or inv.request_id, source="http", inv=inv
+    )
+    for future in runtime.dispatcher.deliver(outcome, inv.credentials):
+        future.result()
+    return _answer(runtime, outcome, webhook_id)
+
+
+def _answer(runtime: Runtime, outcome: Outcome, webhook_id: str | None) -> dict[str, Any]:
+    if outcome.status != "failed":
+        return respond(200, outcome.to_record())
+    if not outcome.retryable:
+        return respond(502, outcome.to_record())
+    if webhook_id:
+        # The sender retries a 503 with the same webhook-id (Standard Webhooks): let it in.
+        runtime.store.forget(_seen_key(webhook_id))
+    return respond(503, outcome.to_record(), {"Retry-After": RETRY_AFTER_S})
+
+
+def _raw_body(request: HttpTriggerEvent) -> bytes:
+    if len(request.body) > MAX_BODY * 4 // 3 + 4:
+        raise _too_large()
+    if request.is_base64_encoded:
+        try:
+            raw = base64.b64decode(request.body, validate=True)
+        except (binascii.Error, ValueError):
+            raise Reject(400, "InvalidBody", "the body is not valid base64",
+                         FieldProblem("body", "base64", "isBase64Encoded is true but the body is not base64")) from None
+    else:
+        raw = request.body.encode("utf-8", "surrogatepass")
+    if len(raw) > MAX_BODY:
+        raise _too_large()
+    return raw
+
+
+def _too_large() -> Reject:
+    return Reject(413, "PayloadTooLarge", "the body is over 64 KiB",
+                  FieldProblem("body", "max-size", f"at most {MAX_BODY} bytes"))
+
+
+def _check_content_type(value: str) -> None:
+    msg = Message()
+    msg["content-type"] = value
+    charset = (msg.get_param("charset") or "utf-8")
+    if msg.get_content_type() != "application/json" or not value.strip() or str(charset).lower() not in ("utf-8", "utf8"):
+        raise Reject(415, "UnsupportedMediaType", "Content-Type must be application/json",
+                     FieldProblem("content-type", "application/json", "send Content-Type: application/json"))
+
+
+def _authenticate(runtime: Runtime, raw: bytes, headers: dict[str, str]) -> str | None:
+    """Standard Webhooks verification and replay guard; returns the webhook-id."""
+    global _warned_unconfigured
+    settings = runtime.settings
+    webhook_id = headers.get("webhook-id") or None
+    if settings.webhook_secret is None:
+        if settings.webhook_auth_none:
+            return webhook_id
+        if not _warned_unconfigured:
+            _warned_unconfigured = True
+            applog.log("ERROR", "configuration error", reason="WEBHOOK_SECRET is not set")
+        raise Reject(500, "ConfigurationError",
+                     "WEBHOOK_SECRET is not set (or set WEBHOOK_AUTH=none for trigger-level auth)")
+    for name in SIGNATURE_HEADERS:
+        if not headers.get(name):
+            raise _unauthorized(name, "missing", f"the {name} header is required")
+    from standardwebhooks import Webhook, WebhookVerificationError
+
+    try:
+        Webhook(settings.webhook_secret).verify(raw, headers, json_parse=False)
+    except WebhookVerificationError as exc:
+        field, rule = _VERIFY_RULES.get(str(exc), ("webhook-signature", "mismatch"))
+        raise _unauthorized(field, rule, str(exc)) from None
+    except ValueError:  # a malformed signature entry (binascii.Error is a ValueError)
+        raise _unauthorized("webhook-signature", "format", "malformed signature") from None
+    assert webhook_id is not None
+    if runtime.store.seen_before(_seen_key(webhook_id), REPLAY_WINDOW_S):
+        raise _unauthorized("webhook-id", "replayed", "this webhook-id was seen before")
+    return webhook_id
+
+
+def _seen_key(webhook_id: str) -> str:
+    return f"webhook:{webhook_id}"
+
+
+def _unauthorized(field: str, rule: str, message: str) -> Reject:
+    return Reject(401, "Unauthorized", "webhook signature check failed",
+                  FieldProblem(field, rule, message))
+
+
+def _json_object(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Reject(400, "InvalidBody", "the body is not UTF-8",
+                     FieldProblem("body", "utf-8", "the body must be UTF-8 JSON")) from None
+    except (ValueError, RecursionError):
+        raise Reject(400, "InvalidBody", "the body is not JSON",
+                     FieldProblem("body", "json", "the body must be a JSON object")) from None
+    if not isinstance(body, dict):
+        raise Reject(400, "InvalidBody", "the body is not a JSON object",
+                     FieldProblem("body", "object", "the body must be a JSON object")) from None
+    return body
