@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.redis_server",
     "tests.fixtures.cams",
     "tests.fixtures.sls",
+    "tests.fixtures.handlers",
 ]

@@ -40,8 +40,9 @@ def mq_handler(event: bytes | str, context: Any) -> str:
             f"{summary['Retryable']} of {summary['Total']} messages failed retryably; "
             "redeliver the batch (bound messages will answer duplicate)"
         )
-    return json.dumps({**summary, "Outcomes": [o.to_record() for o in outcomes]},
-                      separators=(",", ":"))
+    return json.dumps(
+        {**summary, "Outcomes": [o.to_record() for o in outcomes]}, separators=(",", ":")
+    )
 
 
 def _bind_message(runtime: Runtime, message: QueueMessage, inv: Any) -> Outcome:

@@ -1,10 +1,10 @@
-"""One bind request → one outcome: idempotency check, rate-limited CAMS call with retries, record."""
+"""One bind request → one outcome: idempotency, rate-limited CAMS call with retries, record."""
 
 from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from wababind.cams import Bound, CamsClient, is_throttle
 from wababind.credentials import Credentials
@@ -16,7 +16,7 @@ from wababind.errors import (
 )
 from wababind.idempotency import IdempotencyRecord, IdempotencyStore, RecordStatus
 from wababind.models import BindRequest
-from wababind.outcome import Outcome, Source, utcnow
+from wababind.outcome import Outcome, Source, Status, utcnow
 from wababind.ratelimit import RateLimiter
 
 BACKOFF_BASE_S = 0.2
@@ -92,8 +92,9 @@ class Binder:
                 request_id=result.request_id,
                 ttl_s=self._ttl_s,
             )
-            return _outcome(request, "bound", "OK", "bound", attempts=settled.attempts,
-                            cust_space_id=result.cust_space_id, request_id=result.request_id)
+            return _bound(
+                request, "bound", result.cust_space_id, result.request_id, settled.attempts
+            )
         if result.retryable:
             self._store.release(waba_id, owner)
         else:
@@ -102,9 +103,7 @@ class Binder:
             )
         return _failed(request, result, settled.attempts)
 
-    def _claim_or_wait(
-        self, waba_id: str, owner: str, inv: Invocation
-    ) -> IdempotencyRecord | None:
+    def _claim_or_wait(self, waba_id: str, owner: str, inv: Invocation) -> IdempotencyRecord | None:
         """None: we hold the WabaId. Otherwise the record that decides the outcome.
 
         Two instances, same WabaId:
@@ -128,10 +127,14 @@ class Binder:
             # released after a retryable failure, or expired: try to take it ourselves
 
     def _call_with_retries(self, waba_id: str, inv: Invocation) -> Settled:
-        """Exponential backoff with full jitter; never starts a call or a sleep past the deadline."""
+        """Exponential backoff, full jitter; never starts a call or a sleep past the deadline."""
         if inv.credentials is None:
-            return Settled(BindError(MISSING_CREDENTIALS,
-                                     "no AccessKey in the FC context or the environment", False), 0)
+            return Settled(
+                BindError(
+                    MISSING_CREDENTIALS, "no AccessKey in the FC context or the environment", False
+                ),
+                0,
+            )
         attempts = 0
         last: BindError | None = None
         while True:
@@ -141,9 +144,7 @@ class Binder:
             if remaining < MIN_CALL_TIME_S:
                 break
             attempts += 1
-            result = self._cams.bind_waba(
-                waba_id, inv.credentials, min(self._timeout_s, remaining)
-            )
+            result = self._cams.bind_waba(waba_id, inv.credentials, min(self._timeout_s, remaining))
             if isinstance(result, Bound) or not result.retryable:
                 return Settled(result, attempts)
             last = result
@@ -154,29 +155,44 @@ class Binder:
                 break
             time.sleep(pause)
         if last is None:
-            last = BindError(DEADLINE_EXCEEDED, "no time left to call CAMS before the deadline", True)
+            last = BindError(
+                DEADLINE_EXCEEDED, "no time left to call CAMS before the deadline", True
+            )
         return Settled(last, attempts)
 
 
-def _outcome(request: BindRequest, status: str, code: str, message: str, **fields: object) -> Outcome:
+def _outcome(request: BindRequest, status: Status, code: str, message: str) -> Outcome:
+    """An outcome for `request`; Binder.bind fills in the event id, source and times."""
     return Outcome(
         event_id="",
         source="direct",
         waba_id=request.waba_id,
         reference=request.reference,
-        status=status,  # type: ignore[arg-type]
+        status=status,
         code=code,
         message=message,
-        **fields,  # type: ignore[arg-type]
+    )
+
+
+def _bound(
+    request: BindRequest,
+    status: Status,
+    cust_space_id: str | None,
+    request_id: str | None,
+    attempts: int,
+) -> Outcome:
+    message = "bound" if status == "bound" else "already bound; CAMS not called again"
+    return replace(
+        _outcome(request, status, "OK", message),
+        cust_space_id=cust_space_id,
+        request_id=request_id,
+        attempts=attempts,
     )
 
 
 def _failed(request: BindRequest, error: BindError, attempts: int) -> Outcome:
-    return _outcome(
-        request,
-        "failed",
-        error.code,
-        error.message,
+    return replace(
+        _outcome(request, "failed", error.code, error.message),
         retryable=error.retryable,
         attempts=attempts,
         request_id=error.request_id,
@@ -186,13 +202,11 @@ def _failed(request: BindRequest, error: BindError, attempts: int) -> Outcome:
 
 def _from_record(request: BindRequest, record: IdempotencyRecord) -> Outcome:
     if record.status is RecordStatus.COMPLETED:
-        return _outcome(request, "duplicate", "OK", "already bound; CAMS not called again",
-                        cust_space_id=record.cust_space_id, request_id=record.request_id)
+        return _bound(request, "duplicate", record.cust_space_id, record.request_id, 0)
     if record.status is RecordStatus.FAILED:
-        return _outcome(request, "failed", record.code or "Failed",
-                        record.message or "a recent bind of this WabaId failed", retryable=False)
-    return _failed(
-        request,
-        BindError(BIND_IN_PROGRESS, "another request is binding this WabaId right now", True),
-        0,
-    )
+        remembered = BindError(
+            record.code or "Failed", record.message or "a recent bind of this WabaId failed", False
+        )
+        return _failed(request, remembered, 0)
+    in_progress = BindError(BIND_IN_PROGRESS, "another request is binding this WabaId now", True)
+    return _failed(request, in_progress, 0)

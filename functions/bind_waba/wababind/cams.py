@@ -1,4 +1,4 @@
-"""One ChatappBindWaba call through aliyun-python-sdk-core, classified as bound, terminal or retryable."""
+"""One ChatappBindWaba call via aliyun-python-sdk-core: bound, terminal or retryable."""
 
 from __future__ import annotations
 
@@ -111,9 +111,7 @@ class CamsClient:
         try:
             # The public do_action_with_exception drops the body of an error answer, and with it
             # AccessDeniedDetail; this returns status and body for every answer.
-            status, _headers, body, _exc = self._client(creds)._implementation_of_do_action(
-                request
-            )
+            status, _headers, body, _exc = self._client(creds)._implementation_of_do_action(request)
         except ClientException as exc:
             if exc.get_error_code() == "SDK.HttpError":
                 return BindError(CAMS_UNREACHABLE, _network_message(exc), retryable=True)
@@ -138,9 +136,12 @@ def parse_answer(status: int, body: bytes | None) -> CallResult:
         doc = None
     if not isinstance(doc, dict):
         if status >= 500:
-            return BindError(f"HTTP{status}", f"CAMS answered HTTP {status}", True, None, None, status)
-        return BindError(CAMS_BAD_RESPONSE, f"CAMS answered HTTP {status} without JSON", True,
-                         http_status=status)
+            return BindError(
+                f"HTTP{status}", f"CAMS answered HTTP {status}", True, None, None, status
+            )
+        return BindError(
+            CAMS_BAD_RESPONSE, f"CAMS answered HTTP {status} without JSON", True, http_status=status
+        )
     request_id = _text(doc.get("RequestId"))
     code = _text(doc.get("Code")) or f"HTTP{status}"
     if status == 200 and code == "OK" and doc.get("Success") is not False:

@@ -24,7 +24,9 @@ def credentials_from(context: Any) -> Credentials | None:
     if key_id:
         return Credentials(
             key_id,
-            getattr(creds, "access_key_secret", None) or getattr(creds, "accessKeySecret", "") or "",
+            getattr(creds, "access_key_secret", None)
+            or getattr(creds, "accessKeySecret", "")
+            or "",
             getattr(creds, "security_token", None) or getattr(creds, "securityToken", "") or "",
         )
     key_id = os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID", "")

@@ -1,4 +1,4 @@
-"""Per-instance state, built once at the first invocation: settings, clients, limiter, store, sinks."""
+"""Per-instance state, built at the first invocation: settings, clients, limiter, store, sinks."""
 
 from __future__ import annotations
 
@@ -66,8 +66,12 @@ def build_runtime(settings: Settings) -> Runtime:
     client = redis_client(settings.redis_url) if settings.redis_url else None
     store = make_store(client)
     binder = Binder(
-        CamsClient(settings.cams_endpoint, settings.cams_region, settings.cams_timeout_s,
-                   pool_size=BATCH_WORKERS),
+        CamsClient(
+            settings.cams_endpoint,
+            settings.cams_region,
+            settings.cams_timeout_s,
+            pool_size=BATCH_WORKERS,
+        ),
         make_rate_limiter(settings.cams_qps, client),
         store,
         settings.cams_timeout_s,
@@ -104,8 +108,13 @@ def _sinks(settings: Settings) -> list[Sink]:
             from wababind.sinks.sls import SlsSink
 
             assert settings.sls_endpoint and settings.sls_project and settings.sls_logstore
-            sinks.append(SlsSink(endpoint=settings.sls_endpoint, project=settings.sls_project,
-                                 logstore=settings.sls_logstore))
+            sinks.append(
+                SlsSink(
+                    endpoint=settings.sls_endpoint,
+                    project=settings.sls_project,
+                    logstore=settings.sls_logstore,
+                )
+            )
     return sinks
 
 

@@ -1,4 +1,4 @@
-"""The HTTP function: FC 3.0 HTTP trigger event in, one JSON response out (SPEC.md "HTTP webhook")."""
+"""The HTTP function: FC 3.0 HTTP trigger event in, one JSON response out (SPEC "HTTP webhook")."""
 
 from __future__ import annotations
 
@@ -33,8 +33,14 @@ _warned_unconfigured = False
 class Reject(Exception):
     """A request we answer with a 4xx/5xx error body instead of an outcome."""
 
-    def __init__(self, status: int, code: str, message: str, *problems: FieldProblem,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        *problems: FieldProblem,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
         self.problems, self.headers = problems, headers or {}
@@ -45,12 +51,17 @@ def http_handler(event: bytes | str, context: Any) -> dict[str, Any]:
     try:
         return _handle(event, context, started)
     except Reject as rej:
-        body = {"Code": rej.code, "Message": rej.message,
-                "Errors": [p.to_json() for p in rej.problems]}
+        body = {
+            "Code": rej.code,
+            "Message": rej.message,
+            "Errors": [p.to_json() for p in rej.problems],
+        }
         return respond(rej.status, body, rej.headers)
 
 
-def respond(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+def respond(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
         "statusCode": status,
         "headers": {"Content-Type": "application/json", **(headers or {})},
@@ -63,12 +74,20 @@ def _handle(event: bytes | str, context: Any, started: float) -> dict[str, Any]:
     try:
         request = HttpTriggerEvent.model_validate_json(event)
     except ValidationError:
-        raise Reject(400, "InvalidEvent", "the event is not an FC HTTP trigger event",
-                     FieldProblem("event", "fc-http-trigger", "not an FC 3.0 HTTP trigger event")) from None
+        raise Reject(
+            400,
+            "InvalidEvent",
+            "the event is not an FC HTTP trigger event",
+            FieldProblem("event", "fc-http-trigger", "not an FC 3.0 HTTP trigger event"),
+        ) from None
     if request.method != "POST":
-        raise Reject(405, "MethodNotAllowed", "only POST is accepted",
-                     FieldProblem("method", "POST", f"{request.method} is not allowed"),
-                     headers={"Allow": "POST"})
+        raise Reject(
+            405,
+            "MethodNotAllowed",
+            "only POST is accepted",
+            FieldProblem("method", "POST", f"{request.method} is not allowed"),
+            headers={"Allow": "POST"},
+        )
     raw = _raw_body(request)
     _check_content_type(request.headers.get("content-type", ""))
     try:
@@ -108,8 +127,14 @@ def _raw_body(request: HttpTriggerEvent) -> bytes:
         try:
             raw = base64.b64decode(request.body, validate=True)
         except (binascii.Error, ValueError):
-            raise Reject(400, "InvalidBody", "the body is not valid base64",
-                         FieldProblem("body", "base64", "isBase64Encoded is true but the body is not base64")) from None
+            raise Reject(
+                400,
+                "InvalidBody",
+                "the body is not valid base64",
+                FieldProblem(
+                    "body", "base64", "isBase64Encoded is true but the body is not base64"
+                ),
+            ) from None
     else:
         raw = request.body.encode("utf-8", "surrogatepass")
     if len(raw) > MAX_BODY:
@@ -118,17 +143,29 @@ def _raw_body(request: HttpTriggerEvent) -> bytes:
 
 
 def _too_large() -> Reject:
-    return Reject(413, "PayloadTooLarge", "the body is over 64 KiB",
-                  FieldProblem("body", "max-size", f"at most {MAX_BODY} bytes"))
+    return Reject(
+        413,
+        "PayloadTooLarge",
+        "the body is over 64 KiB",
+        FieldProblem("body", "max-size", f"at most {MAX_BODY} bytes"),
+    )
 
 
 def _check_content_type(value: str) -> None:
     msg = Message()
     msg["content-type"] = value
-    charset = (msg.get_param("charset") or "utf-8")
-    if msg.get_content_type() != "application/json" or not value.strip() or str(charset).lower() not in ("utf-8", "utf8"):
-        raise Reject(415, "UnsupportedMediaType", "Content-Type must be application/json",
-                     FieldProblem("content-type", "application/json", "send Content-Type: application/json"))
+    charset = msg.get_param("charset") or "utf-8"
+    if (
+        msg.get_content_type() != "application/json"
+        or not value.strip()
+        or str(charset).lower() not in ("utf-8", "utf8")
+    ):
+        raise Reject(
+            415,
+            "UnsupportedMediaType",
+            "Content-Type must be application/json",
+            FieldProblem("content-type", "application/json", "send Content-Type: application/json"),
+        )
 
 
 def _authenticate(runtime: Runtime, raw: bytes, headers: dict[str, str]) -> str | None:
@@ -142,8 +179,11 @@ def _authenticate(runtime: Runtime, raw: bytes, headers: dict[str, str]) -> str 
         if not _warned_unconfigured:
             _warned_unconfigured = True
             applog.log("ERROR", "configuration error", reason="WEBHOOK_SECRET is not set")
-        raise Reject(500, "ConfigurationError",
-                     "WEBHOOK_SECRET is not set (or set WEBHOOK_AUTH=none for trigger-level auth)")
+        raise Reject(
+            500,
+            "ConfigurationError",
+            "WEBHOOK_SECRET is not set (or set WEBHOOK_AUTH=none for trigger-level auth)",
+        )
     for name in SIGNATURE_HEADERS:
         if not headers.get(name):
             raise _unauthorized(name, "missing", f"the {name} header is required")
@@ -167,20 +207,33 @@ def _seen_key(webhook_id: str) -> str:
 
 
 def _unauthorized(field: str, rule: str, message: str) -> Reject:
-    return Reject(401, "Unauthorized", "webhook signature check failed",
-                  FieldProblem(field, rule, message))
+    return Reject(
+        401, "Unauthorized", "webhook signature check failed", FieldProblem(field, rule, message)
+    )
 
 
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw.decode("utf-8"))
     except UnicodeDecodeError:
-        raise Reject(400, "InvalidBody", "the body is not UTF-8",
-                     FieldProblem("body", "utf-8", "the body must be UTF-8 JSON")) from None
+        raise Reject(
+            400,
+            "InvalidBody",
+            "the body is not UTF-8",
+            FieldProblem("body", "utf-8", "the body must be UTF-8 JSON"),
+        ) from None
     except (ValueError, RecursionError):
-        raise Reject(400, "InvalidBody", "the body is not JSON",
-                     FieldProblem("body", "json", "the body must be a JSON object")) from None
+        raise Reject(
+            400,
+            "InvalidBody",
+            "the body is not JSON",
+            FieldProblem("body", "json", "the body must be a JSON object"),
+        ) from None
     if not isinstance(body, dict):
-        raise Reject(400, "InvalidBody", "the body is not a JSON object",
-                     FieldProblem("body", "object", "the body must be a JSON object")) from None
+        raise Reject(
+            400,
+            "InvalidBody",
+            "the body is not a JSON object",
+            FieldProblem("body", "object", "the body must be a JSON object"),
+        ) from None
     return body

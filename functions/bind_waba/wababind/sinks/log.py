@@ -29,5 +29,10 @@ class LogSink:
 
 def log_undelivered(outcome: Outcome, sink: str, reason: str) -> None:
     """A sink failed: the outcome still reaches the log, with why (a Kind of its own)."""
-    record = {"Kind": UNDELIVERED_KIND, "Sink": sink, "Reason": reason, "Outcome": outcome.to_record()}
+    record = {
+        "Kind": UNDELIVERED_KIND,
+        "Sink": sink,
+        "Reason": reason,
+        "Outcome": outcome.to_record(),
+    }
     write_line(json.dumps(record, ensure_ascii=False, separators=(",", ":")))

@@ -1,0 +1,88 @@
+"""s.yaml: both functions exist with their handlers, triggers and least-privilege role policy."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+S_YAML = yaml.safe_load((ROOT / "s.yaml").read_text())
+FUNCTIONS = {name: r["props"] for name, r in S_YAML["resources"].items()}
+
+
+def test_both_functions_are_fc3_python_event_functions():
+    assert {p["functionName"] for p in FUNCTIONS.values()} == {"bind-waba-http", "bind-waba-mq"}
+    for name, resource in S_YAML["resources"].items():
+        assert resource["component"] == "fc3", name
+        assert resource["props"]["runtime"].startswith("python3")
+        assert "instanceConcurrency" not in resource["props"]
+
+
+def test_every_handler_named_exists_in_the_code_root():
+    for props in FUNCTIONS.values():
+        code_root = ROOT / props["code"]
+        module_name, func = props["handler"].split(".")
+        assert (code_root / f"{module_name}.py").is_file()
+        module = importlib.import_module(module_name)
+        assert callable(getattr(module, func))
+
+
+def test_local_only_tools_are_outside_the_code_root():
+    for props in FUNCTIONS.values():
+        code_root = (ROOT / props["code"]).resolve()
+        for local in ("local", "tests", "bench", "events"):
+            assert not code_root.is_relative_to((ROOT / local).resolve())
+            assert not (code_root / local).exists()
+
+
+def test_triggers_cover_every_source():
+    triggers = FUNCTIONS["bind-waba-mq"]["triggers"]
+    sources = {
+        t["triggerConfig"]["eventSourceConfig"]["eventSourceType"]
+        for t in triggers
+        if t["triggerType"] == "eventbridge"
+    }
+    assert sources == {"RocketMQ", "MNS", "Kafka"}
+    for t in triggers:
+        if t["triggerType"] == "eventbridge":
+            run = t["triggerConfig"]["runOptions"]
+            assert run["batchWindow"] and run["retryStrategy"] and run["deadLetterQueue"]["Arn"]
+    assert any(
+        t["triggerType"] == "mns_topic" and t["triggerConfig"]["notifyContentFormat"] == "JSON"
+        for t in triggers
+    )
+    http = FUNCTIONS["bind-waba-http"]["triggers"]
+    assert [t["triggerConfig"]["methods"] for t in http] == [["POST"]]
+
+
+def test_environment_names_come_from_the_spec():
+    spec_names = {
+        "CAMS_ENDPOINT",
+        "CAMS_REGION",
+        "CAMS_QPS",
+        "CAMS_TIMEOUT_S",
+        "OUTCOME_SINKS",
+        "CALLBACK_URL",
+        "CALLBACK_SECRET",
+        "CALLBACK_ALLOWED_HOSTS",
+        "SLS_ENDPOINT",
+        "SLS_PROJECT",
+        "SLS_LOGSTORE",
+        "REDIS_URL",
+        "IDEMPOTENCY_TTL_S",
+    }
+    for props in FUNCTIONS.values():
+        assert spec_names <= set(props["environmentVariables"])
+        assert props["logConfig"]["project"] and props["logConfig"]["logstore"]
+    assert "WEBHOOK_SECRET" in FUNCTIONS["bind-waba-http"]["environmentVariables"]
+
+
+def test_the_role_policy_grants_only_the_bind_and_log_writes():
+    policy = json.loads((ROOT / "ram-policy.json").read_text())
+    actions = sorted(a for st in policy["Statement"] for a in st["Action"])
+    assert actions == ["cams:ChatappBindWaba", "log:PostLogStoreLogs"]
+    assert all(st["Effect"] == "Allow" for st in policy["Statement"])
+    assert not any("*" in a for a in actions)
