@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.cams",
     "tests.fixtures.sls",
     "tests.fixtures.handlers",
+    "tests.fixtures.fc",
 ]

@@ -87,8 +87,15 @@ def test_sinks_and_secrets_parse():
     assert s.callback_allowed_hosts == ("hooks.example.com", "b.example.com")
 
 
-@pytest.mark.parametrize("url", ["http://hooks.example.com/x", "https://10.0.0.1/x",
-                                 "https://user:pw@hooks.example.com/x", "https://localhost/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://hooks.example.com/x",
+        "https://10.0.0.1/x",
+        "https://user:pw@hooks.example.com/x",
+        "https://localhost/x",
+    ],
+)
 def test_a_callback_url_that_breaks_the_rules_is_a_config_error(url):
     with pytest.raises(ConfigError) as err:
         load_settings({"CALLBACK_URL": url})

@@ -145,8 +145,9 @@ def parse_answer(status: int, body: bytes | None) -> CallResult:
     request_id = _text(doc.get("RequestId"))
     code = _text(doc.get("Code")) or f"HTTP{status}"
     if status == 200 and code == "OK" and doc.get("Success") is not False:
-        data = doc.get("Data") if isinstance(doc.get("Data"), dict) else {}
-        return Bound(_text(data.get("CustSpaceId")), request_id)
+        data = doc.get("Data")
+        cust_space_id = data.get("CustSpaceId") if isinstance(data, dict) else None
+        return Bound(_text(cust_space_id), request_id)
     detail = doc.get("AccessDeniedDetail")
     return BindError(
         code=code,

@@ -1,0 +1,170 @@
+"""The account's CAMS quota: one call slot every 1/qps seconds, in-process or shared on Redis.
+
+Both limiters are GCRA without burst: a caller reserves the next free slot (the "theoretical
+arrival time", TAT), moves TAT one interval on, and sleeps until its slot. A caller whose slot
+would fall after its deadline takes nothing and is told so, so it can answer "retry later"
+instead of calling CAMS and being throttled.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Protocol
+
+from wababind import applog
+
+# Slots are spaced 2 % wider than 1/qps: network jitter can bunch calls that left us evenly
+# spaced, and CAMS counts their arrival, not our departure.
+SAFETY = 1.02
+PENALTY_SLOTS = 3  # a System.LimitControl answer pushes the next slot this many intervals out
+REDIS_RETRY_AFTER_S = 5.0  # after a Redis error, stay on the local limiter this long
+DEFAULT_KEY = "wababind:ratelimit:cams"
+
+
+class RateLimiter(Protocol):
+    def acquire(self, deadline: float) -> bool:
+        """Wait for a call slot; False (and no slot taken) if none comes before `deadline`."""
+        ...
+
+    def penalize(self) -> None:
+        """CAMS throttled us anyway (another client on the account): slow down."""
+        ...
+
+
+class LocalRateLimiter:
+    """Thread-safe GCRA for one process; `deadline` is a time.monotonic() value."""
+
+    def __init__(self, qps: float):
+        self.interval = SAFETY / qps
+        self._tat = 0.0
+        self._lock = threading.Lock()
+
+    def acquire(self, deadline: float) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            slot = max(self._tat, now)
+            if slot > deadline:
+                return False
+            self._tat = slot + self.interval
+        if slot > now:
+            time.sleep(slot - now)
+        return True
+
+    def penalize(self) -> None:
+        with self._lock:
+            self._tat = max(self._tat, time.monotonic()) + PENALTY_SLOTS * self.interval
+
+
+# KEYS[1] = TAT key; ARGV = interval µs, longest acceptable wait µs, extra µs (penalty).
+# Redis's TIME is the one clock every instance shares. Returns the wait in µs, or -1.
+_ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+local wait = tat - now
+if wait > tonumber(ARGV[2]) then return -1 end
+local next_tat = tat + interval + tonumber(ARGV[3])
+redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX',
+           math.floor((next_tat - now) / 1000) + 1000)
+return wait
+"""
+
+
+class RedisRateLimiter:
+    """One TAT for all instances, moved atomically by a Lua script on Redis's clock.
+
+    If Redis fails, this instance falls back to a LocalRateLimiter at `fallback_share` of the
+    quota (others may be doing the same), logs it once, and tries Redis again after a pause.
+    A bind never fails because of Redis.
+    """
+
+    def __init__(
+        self, client: Any, qps: float, key: str = DEFAULT_KEY, fallback_share: float = 0.25
+    ):
+        self._client = client
+        self._key = key
+        self._interval_us = int(SAFETY / qps * 1_000_000)
+        self._script = client.register_script(_ACQUIRE)
+        self._fallback = LocalRateLimiter(qps * fallback_share)
+        self._lock = threading.Lock()
+        self._degraded_until: float | None = None
+
+    @property
+    def degraded(self) -> bool:
+        return self._degraded_until is not None
+
+    def acquire(self, deadline: float) -> bool:
+        if self._use_fallback():
+            return self._fallback.acquire(deadline)
+        max_wait_us = int((deadline - time.monotonic()) * 1_000_000)
+        if max_wait_us < 0:
+            return False
+        try:
+            wait_us = int(self._script(keys=[self._key], args=[self._interval_us, max_wait_us, 0]))
+        except Exception as exc:
+            self._degrade(exc)
+            return self._fallback.acquire(deadline)
+        self._recovered()
+        if wait_us < 0:
+            return False
+        if wait_us:
+            time.sleep(wait_us / 1_000_000)
+        return True
+
+    def penalize(self) -> None:
+        if self._use_fallback():
+            self._fallback.penalize()
+            return
+        try:
+            self._script(keys=[self._key], args=[0, 1 << 62, PENALTY_SLOTS * self._interval_us])
+        except Exception as exc:
+            self._degrade(exc)
+            self._fallback.penalize()
+
+    def _use_fallback(self) -> bool:
+        with self._lock:
+            return self._degraded_until is not None and time.monotonic() < self._degraded_until
+
+    def _degrade(self, exc: BaseException) -> None:
+        with self._lock:
+            first = self._degraded_until is None
+            self._degraded_until = time.monotonic() + REDIS_RETRY_AFTER_S
+        if first:
+            applog.log(
+                "WARNING",
+                "Redis unreachable: rate limiting in-process at a conservative share of the quota",
+                Component="ratelimit",
+                Error=type(exc).__name__,
+            )
+
+    def _recovered(self) -> None:
+        with self._lock:
+            if self._degraded_until is None:
+                return
+            self._degraded_until = None
+        applog.log(
+            "INFO", "Redis reachable again: shared rate limiting resumed", Component="ratelimit"
+        )
+
+
+def make_rate_limiter(qps: float, client: Any | None) -> RateLimiter:
+    """Shared on Redis when REDIS_URL is set, in-process otherwise."""
+    return RedisRateLimiter(client, qps) if client is not None else LocalRateLimiter(qps)
+
+
+def redis_client(url: str) -> Any:
+    """A Redis client that fails fast: short timeouts, one quick retry, no long backoff."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=1.0,
+        socket_connect_timeout=1.0,
+        retry=Retry(NoBackoff(), 1),
+        health_check_interval=30,
+    )
