@@ -13,8 +13,9 @@ import uuid
 from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
+
+from wababind_local.fc_context import FCContext, FunctionMeta
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -93,14 +94,10 @@ def sign(event: dict[str, Any], secret: str) -> bytes:
     return json.dumps(event).encode()
 
 
-def fc_context(function_name: str) -> Any:
-    return SimpleNamespace(
-        request_id=str(uuid.uuid4()),
-        credentials=None,
-        function=SimpleNamespace(name=function_name, handler="", memory=512, timeout=30),
-        region="ap-southeast-1",
-        account_id="1234567890",
-    )
+def fc_context(function_name: str) -> FCContext:
+    """No credentials in the context: the functions take the simulator's key from the env."""
+    handler = "index.http_handler" if function_name.endswith("http") else "index.mq_handler"
+    return FCContext(function=FunctionMeta(function_name, handler, memory=512, timeout=30))
 
 
 def describe(sample: str, r: dict[str, Any]) -> str:

@@ -1,0 +1,157 @@
+"""The quota: never more than CAMS_QPS grants in any 1-s window, across threads and processes."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from wababind import ratelimit
+from wababind.ratelimit import LocalRateLimiter, RedisRateLimiter, make_rate_limiter, redis_client
+
+
+def max_in_window(times: list[float], window_s: float = 1.0) -> int:
+    """The most grants that fall in any half-open window [t, t + window_s)."""
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, t in enumerate(times):
+        while times[lo] <= t - window_s:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+def grant_times(limiter: Any, threads: int, per_thread: int) -> list[float]:
+    times: list[float] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for _ in range(per_thread):
+            assert limiter.acquire(time.monotonic() + 30)
+            stamp = time.time()
+            with lock:
+                times.append(stamp)
+
+    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(60)
+    return times
+
+
+def test_the_window_counter_counts_half_open_windows():
+    assert max_in_window([0.0, 0.5, 0.99, 1.0, 1.5]) == 3
+    assert max_in_window([0.0, 1.0, 2.0]) == 1
+    assert max_in_window([]) == 0
+
+
+def test_local_limiter_never_grants_more_than_the_quota_to_many_threads():
+    qps = 40
+    times = grant_times(LocalRateLimiter(qps), threads=24, per_thread=5)
+    assert len(times) == 120
+    assert max_in_window(times) <= qps
+
+
+def test_a_caller_that_cannot_get_a_slot_before_its_deadline_takes_none():
+    limiter = LocalRateLimiter(2)  # one slot every 0.51 s
+    assert limiter.acquire(time.monotonic() + 5)
+    assert not limiter.acquire(time.monotonic() + 0.05)
+    # the refused caller took no slot: the next one is still the one 0.51 s after the first
+    assert limiter.acquire(time.monotonic() + 0.8)
+
+
+def test_a_throttle_answer_pushes_the_next_slot_out():
+    limiter = LocalRateLimiter(2)
+    assert limiter.acquire(time.monotonic() + 5)
+    limiter.penalize()
+    assert not limiter.acquire(time.monotonic() + 0.8)
+
+
+def test_make_rate_limiter_picks_redis_only_with_a_client(redis_url):
+    assert isinstance(make_rate_limiter(10, None), LocalRateLimiter)
+    assert isinstance(make_rate_limiter(10, redis_client(redis_url)), RedisRateLimiter)
+
+
+def test_redis_limiter_never_grants_more_than_the_quota_to_many_threads(redis_url):
+    qps = 40
+    limiter = RedisRateLimiter(redis_client(redis_url), qps)
+    times = grant_times(limiter, threads=24, per_thread=5)
+    assert len(times) == 120 and not limiter.degraded
+    assert max_in_window(times) <= qps
+
+
+def _process_grants(url: str, qps: float, threads: int, per_thread: int, start: Any, out: Any):
+    limiter = RedisRateLimiter(redis_client(url), qps)
+    start.wait(30)
+    out.put(json.dumps(grant_times(limiter, threads, per_thread)))
+
+
+def test_redis_limiter_shares_the_quota_across_processes(redis_url):
+    qps, processes = 40, 4
+    ctx = multiprocessing.get_context("spawn")
+    start, out = ctx.Event(), ctx.Queue()
+    workers = [
+        ctx.Process(target=_process_grants, args=(redis_url, qps, 8, 5, start, out))
+        for _ in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    time.sleep(1.0)  # let every process import and connect before the race starts
+    start.set()
+    times = [t for _ in workers for t in json.loads(out.get(timeout=60))]
+    for w in workers:
+        w.join(30)
+    assert len(times) == processes * 8 * 5
+    assert max_in_window(times) <= qps
+
+
+def test_redis_limiter_degrades_when_redis_stops_and_recovers(redis_server, monkeypatch, capsys):
+    monkeypatch.setattr(ratelimit, "REDIS_RETRY_AFTER_S", 0.2)
+    limiter = RedisRateLimiter(redis_client(redis_server.url), qps=100)
+    assert limiter.acquire(time.monotonic() + 5) and not limiter.degraded
+
+    redis_server.stop()
+    for _ in range(5):
+        assert limiter.acquire(time.monotonic() + 5)
+        limiter.penalize()
+    assert limiter.degraded
+
+    redis_server.start()
+    time.sleep(0.3)
+    assert limiter.acquire(time.monotonic() + 5)
+    assert not limiter.degraded
+
+    logs = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
+    ours = [(r["Level"], r["Component"]) for r in logs if r.get("Component") == "ratelimit"]
+    assert ours == [("WARNING", "ratelimit"), ("INFO", "ratelimit")]
+
+
+def test_binds_continue_when_redis_stops(wababind_env, context, redis_server, monkeypatch, capsys):
+    from index import http_handler
+    from tests.fixtures.handlers import signed_event
+
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
+    first = http_handler(signed_event({"WabaId": "5100000000000001"}), context())
+    assert first["statusCode"] == 200
+
+    redis_server.stop()
+    for waba_id in ("5100000000000002", "5100000000000003"):
+        response = http_handler(signed_event({"WabaId": waba_id}), context())
+        assert response["statusCode"] == 200, response["body"]
+        assert json.loads(response["body"])["Status"] == "bound"
+    assert wababind_env.count() == 3
+
+    err = capsys.readouterr().err
+    warnings = [json.loads(line) for line in err.splitlines() if '"WARNING"' in line]
+    assert {w["Component"] for w in warnings} >= {"ratelimit", "idempotency"}
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("qps", [1, 10, 100])
+def test_slots_are_spaced_a_little_wider_than_the_quota(qps):
+    assert LocalRateLimiter(qps).interval == pytest.approx(ratelimit.SAFETY / qps)
