@@ -27,7 +27,8 @@ def mq_samples() -> list[Path]:
     return sorted(
         p
         for p in EVENTS.glob("*.json")
-        if not p.name.startswith("http") and "demo" not in p.name and "duplicate" not in p.name
+        if not p.name.startswith("http")
+        and not any(word in p.name for word in ("demo", "duplicate", "invalid"))
     )
 
 
@@ -47,6 +48,16 @@ def test_every_queue_sample_binds_each_message(wababind_env, context, capsys, sa
     assert {r["Source"] for r in records} == {source}
     assert len({r["EventId"] for r in records}) == len(records)
     assert wababind_env.count() == summary["Total"]
+
+
+def test_an_undecodable_body_is_one_invalid_message_outcome(wababind_env, context, capsys):
+    summary = json.loads(
+        mq_handler((EVENTS / "mns-queue-invalid-body.json").read_bytes(), context())
+    )
+    assert (summary["Total"], summary["Failed"], summary["Retryable"]) == (1, 1, 0)
+    (record,) = outcome_lines(capsys.readouterr().out)
+    assert record["Code"] == "InvalidMessage" and "messageBody" in record["Message"]
+    assert wababind_env.count() == 0
 
 
 def test_a_batch_delivered_twice_is_all_duplicate_the_second_time(wababind_env, context):
