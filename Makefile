@@ -19,7 +19,7 @@ $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 demo: $(VENV)/.runtime
 	$(PY) -m wababind_local.demo
 
-serve: $(VENV)/.runtime
+serve: $(VENV)/.dev
 	$(PY) -m wababind_local.fc_emulator --port 9000
 
 bench: $(VENV)/.dev

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shlex
@@ -15,23 +16,17 @@ from typing import Any
 import pytest
 from standardwebhooks import Webhook
 
+from tests.fixtures.fc import free_port, local_env
 from tests.fixtures.handlers import WEBHOOK_SECRET
 from wababind_local.cli import main, read_rows
-from wababind_local.fc_emulator import LOCAL_FC_KEY_ID, LOCAL_FC_KEY_SECRET, ROOT
+from wababind_local.fc_emulator import LOCAL_FC_KEY_ID, ROOT
 
 BULK_ROWS = 500
 
 
 def remote(fc) -> list[str]:
-    """Explicit FC flags: in this process ALIBABA_CLOUD_* hold the functions' own key."""
-    return [
-        "--endpoint",
-        fc.endpoint,
-        "--access-key-id",
-        LOCAL_FC_KEY_ID,
-        "--access-key-secret",
-        LOCAL_FC_KEY_SECRET,
-    ]
+    """The emulator's endpoint; on loopback the CLI signs with the local dev key by itself."""
+    return ["--endpoint", fc.endpoint]
 
 
 def wababind(*args: str) -> list[str]:
@@ -67,8 +62,22 @@ def wait_for(predicate, timeout_s: float) -> bool:
 # --- bulk --------------------------------------------------------------------------------------
 
 
-def test_bulk_interrupted_and_resumed_binds_each_row_exactly_once(start_local_fc, tmp_path):
-    fc = start_local_fc(env={"CAMS_QPS": "100"})
+def sending_count(stderr: str) -> int:
+    return int(re.search(r"sending (\d+) to", stderr).group(1))
+
+
+def start_bulk(fc, command: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        command, env=fc.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.mark.parametrize("interruption", ["--stop-after", "ctrl-c", "kill-9"])
+def test_bulk_interrupted_and_resumed_binds_each_row_exactly_once(
+    start_local_fc, tmp_path, interruption
+):
+    fc = start_local_fc(env={"CAMS_QPS": "200"})
+    fc.cams.set_qps(None)  # the function's own limiter paces the calls
     rows = tmp_path / "wabas.csv"
     rows.write_text(
         "WabaId,Reference\n"
@@ -77,25 +86,45 @@ def test_bulk_interrupted_and_resumed_binds_each_row_exactly_once(start_local_fc
     out = tmp_path / "outcomes.jsonl"
     command = wababind("bulk", str(rows), "--out", str(out), "--batch-size", "20")
 
-    first = subprocess.Popen(
-        command, env=fc.cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
-        assert wait_for(lambda: len(outcome_lines(out)) >= 100, 60), "no progress"
-        first.send_signal(signal.SIGINT)
-        _, err = first.communicate(timeout=30)
-    finally:
-        first.kill()
-    assert first.returncode == 130, err
-    assert "resume" in err and "Traceback" not in err
-    done_before = len(outcome_lines(out))
+    if interruption == "--stop-after":
+        first = subprocess.run(
+            [*command, "--stop-after", "200"],
+            env=fc.cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        err = first.stderr
+        assert len(outcome_lines(out)) == 200
+    else:
+        running = start_bulk(fc, command)
+        try:
+            assert wait_for(lambda: len(outcome_lines(out)) >= 100, 60), "no progress"
+            running.send_signal(signal.SIGINT if interruption == "ctrl-c" else signal.SIGKILL)
+            _, err = running.communicate(timeout=60)
+        finally:
+            running.kill()
+        first = running
+    if interruption == "kill-9":
+        assert first.returncode == -signal.SIGKILL
+    else:
+        assert first.returncode == 130, err
+        assert "run the same command again to resume" in err
+    assert "Traceback" not in err
+    if interruption == "ctrl-c":  # the batches under way were waited for and written
+        assert "stopping: waiting for the" in err
+        assert {r["Status"] for r in outcome_lines(out)} == {"bound"}
+    done_before = len([r for r in outcome_lines(out) if r.get("Status")])
     assert 100 <= done_before < BULK_ROWS
 
     second = subprocess.run(
         command, env=fc.cli_env(), capture_output=True, text=True, timeout=120, check=False
     )
     assert second.returncode == 0, second.stderr
-    assert f"{BULK_ROWS - done_before}" in second.stderr  # only the rest was sent
+    assert sending_count(second.stderr) == BULK_ROWS - done_before  # only the rest was sent
+    assert "rows/s" in second.stderr and "ETA" in second.stderr  # the progress lines
+    assert f"{BULK_ROWS} rows: " in second.stdout
 
     records = outcome_lines(out)
     assert len(records) == BULK_ROWS
@@ -103,6 +132,7 @@ def test_bulk_interrupted_and_resumed_binds_each_row_exactly_once(start_local_fc
     assert {r["Status"] for r in records} <= {"bound", "duplicate"}
     assert sorted(r["Reference"] for r in records) == sorted(f"row-{i}" for i in range(BULK_ROWS))
     assert fc.cams.count() == BULK_ROWS  # no WABA was bound twice
+    assert len(fc.cams.bound()) == BULK_ROWS
 
 
 def test_bulk_writes_an_outcome_for_bad_rows_and_exits_1(local_fc, tmp_path, capsys):
@@ -175,6 +205,34 @@ def test_bulk_input_checks(local_fc, tmp_path, capsys, content, message):
 def test_bulk_with_a_wrong_key_stops_with_fc_s_refusal(local_fc, tmp_path, capsys):
     rows = tmp_path / "in.csv"
     rows.write_text("WabaId\n5400000000000001\n")
+    flags = ["--access-key-id", LOCAL_FC_KEY_ID, "--access-key-secret", "wrong-secret-7f3a"]
+    code = main(["bulk", str(rows), "--out", str(tmp_path / "o.jsonl"), *remote(local_fc), *flags])
+    captured = capsys.readouterr()
+    err = captured.out + captured.err
+    assert code == 2 and "SignatureNotMatch" in err
+    assert "wrong-secret-7f3a" not in err and f"FC {LOCAL_FC_KEY_ID}:" not in err
+    assert local_fc.cams.count() == 0
+
+
+def test_bulk_progress_bar_shows_rate_and_eta_on_a_terminal():
+    from rich.console import Console
+
+    from wababind_local.cli import RichProgress
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=100)
+    progress = RichProgress(10, console)
+    for _ in range(10):
+        progress.advance()
+    progress.close()
+    shown = console.file.getvalue()
+    assert "10/10" in shown and "rows/s" in shown and "ETA" in shown
+
+
+def test_a_cloud_endpoint_needs_a_key(tmp_path, monkeypatch, capsys):
+    for name in ("ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    rows = tmp_path / "in.csv"
+    rows.write_text("WabaId\n5400000000000002\n")
     code = main(
         [
             "bulk",
@@ -182,16 +240,10 @@ def test_bulk_with_a_wrong_key_stops_with_fc_s_refusal(local_fc, tmp_path, capsy
             "--out",
             str(tmp_path / "o.jsonl"),
             "--endpoint",
-            local_fc.endpoint,
-            "--access-key-id",
-            "LocalFcAccessKeyId",
-            "--access-key-secret",
-            "wrong",
+            "https://1234567890123456.ap-southeast-1.fc.aliyuncs.com",
         ]
     )
-    err = capsys.readouterr().err
-    assert code == 2 and "SignatureNotMatch" in err and "not-the-secret-7f3a" not in err
-    assert local_fc.cams.count() == 0
+    assert code == 2 and "no AccessKey" in capsys.readouterr().err
 
 
 # --- bind --------------------------------------------------------------------------------------
@@ -264,38 +316,109 @@ def test_events_unknown_name_exits_2(capsys):
 # --- the README examples -----------------------------------------------------------------------
 
 SNIPPETS = ROOT / "local" / "README-snippets.md"
+FIRST, LAST = "## Local Function Compute (`make serve`)", "## The `wababind` command line"
 
 
-def bash_blocks(markdown: str) -> list[str]:
-    return re.findall(r"^```bash\n(.*?)^```", markdown, flags=re.S | re.M)
+def readme_sources() -> list[Path]:
+    """The snippets file, and README.md once the sections are pasted there."""
+    return [p for p in (SNIPPETS, ROOT / "README.md") if LAST in p.read_text()]
 
 
-def test_the_readme_examples_run(local_fc, tmp_path):
+def our_sections(path: Path) -> str:
+    text = path.read_text()
+    start = text.index(FIRST)
+    after_last = text.index(LAST) + len(LAST)
+    end = text.find("\n## ", after_last)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def code_blocks(markdown: str, language: str) -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```", markdown, flags=re.S | re.M)
+
+
+def wababind_shim(tmp_path: Path) -> Path:
+    """A `wababind` executable, as `pip install -e .` makes one."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     shim = bin_dir / "wababind"
     shim.write_text(f'#!/bin/sh\nexec {shlex.quote(sys.executable)} -m wababind_local.cli "$@"\n')
     shim.chmod(0o755)
+    return bin_dir
+
+
+def run_block(block: str, cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", block],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, (
+        f"{block}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
+    )
+    return result
+
+
+@pytest.mark.parametrize("source", readme_sources(), ids=lambda p: p.name)
+def test_the_readme_examples_run(local_fc, tmp_path, source):
     env = local_fc.cli_env()
-    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    env["PATH"] = f"{wababind_shim(tmp_path)}:{env['PATH']}"
     work = tmp_path / "work"
     work.mkdir()
-    blocks = bash_blocks(SNIPPETS.read_text())
-    assert len(blocks) >= 4
-    for block in blocks:
-        result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", block],
-            cwd=work,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert result.returncode == 0, (
-            f"{block}\n--- stdout\n{result.stdout}\n--- stderr\n{result.stderr}"
-        )
-    assert len((work / "outcomes.jsonl").read_text().splitlines()) == 3
+    blocks = code_blocks(our_sections(source), "bash")
+    assert len(blocks) >= 5
+    out = "".join(run_block(block, work, env).stdout for block in blocks)
+
+    assert "refused: 403 SignatureNotMatch" in out
+    lines = (work / "outcomes.jsonl").read_text().splitlines()
+    assert len(lines) == 3
+    statuses = {json.loads(line)["WabaId"]: json.loads(line)["Status"] for line in lines}
+    assert statuses.pop("12ab") == "failed"
+    assert set(statuses.values()) <= {"bound", "duplicate"} and len(statuses) == 2
     assert wait_for(lambda: local_fc.cams.count(waba_id="1234567890123603") == 1, 10)
     for waba_id in ("1234567890123601", "1234567890123604", "1234567890123605", "1234567890123606"):
         assert local_fc.cams.count(waba_id=waba_id) == 1
+
+
+@pytest.mark.parametrize("source", readme_sources(), ids=lambda p: p.name)
+def test_the_readme_simulate_example_runs(serve, tmp_path, source):
+    sh_blocks = code_blocks(our_sections(source), "sh")
+    command = next(b for b in sh_blocks if "wababind simulate" in b).strip()
+    local_binds = next(b for b in sh_blocks if "--local" in b)
+    port = str(free_port())
+    argv = shlex.split(command.replace("--port 9100", f"--port {port}"))
+    assert argv[0] == "wababind"
+    simulator = serve("-m", "wababind_local.cli", *argv[1:])
+    banner = simulator.wait_for("Ctrl-C stops.")
+    assert f"export CAMS_ENDPOINT=http://127.0.0.1:{port}" in banner
+    assert "1234567890123699: CAMS answers ServiceUnavailable (HTTP 503)" in banner
+
+    env = local_env()
+    env["PATH"] = f"{wababind_shim(tmp_path)}:{env['PATH']}"
+    result = run_block(local_binds.replace("9100", port), tmp_path, env)
+    printed = [json.loads(p) for p in re.findall(r"^\{\n.*?^\}", result.stdout, re.S | re.M)]
+    assert [(r["WabaId"], r["Status"], r["Code"], r["Attempts"]) for r in printed] == [
+        ("1234567890123699", "bound", "OK", 3),
+        ("1234567890123698", "failed", "Ram.PermissionDeny", 1),
+    ]
+    assert "exit 1" in result.stdout
+
+    status, out, err = simulator.interrupt()
+    assert status == 0 and "stopped after 4 ChatappBindWaba calls" in out, err
+    assert "Traceback" not in out + err
+    from wababind_local.cams_simulator import DEFAULT_KEY
+
+    assert DEFAULT_KEY.access_key_secret not in out + err
+
+
+@pytest.mark.parametrize(
+    ("fault", "problem"),
+    [("Nope", "unknown fault"), ("slow:abc", "seconds"), ("drop*x", "*N")],
+)
+def test_simulate_refuses_a_fault_it_does_not_know(capsys, fault, problem):
+    assert main(["simulate", "--port", "0", "--fault", f"1234567890123699={fault}"]) == 2
+    err = capsys.readouterr().err
+    assert problem in err and "Traceback" not in err

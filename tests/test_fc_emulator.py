@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import json
+import socket
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +16,8 @@ import pytest
 import requests
 
 import index
-from tests.fixtures.handlers import signed_event, signed_headers
+from tests.fixtures.fc import free_port
+from tests.fixtures.handlers import outcome_lines, signed_event, signed_headers
 from wababind.runtime import reset_runtime
 from wababind_local.fc_emulator import (
     LOCAL_FC_KEY_ID,
@@ -39,6 +41,7 @@ def handler(event, context):
         "request_id": context.request_id,
         "key_id": context.credentials.access_key_id if context.credentials else None,
         "has_secret": bool(context.credentials and context.credentials.access_key_secret),
+        "has_token": bool(context.credentials and context.credentials.security_token),
         "function": [context.function.name, context.function.handler,
                      context.function.memory, context.function.timeout],
         "log": [context.service.log_project, context.service.log_store],
@@ -49,6 +52,21 @@ def handler(event, context):
 def http(event, context):
     return {"statusCode": 201, "headers": {"X-Echo": "yes"},
             "body": base64_of(event), "isBase64Encoded": True}
+
+def flaky(event, context):
+    args = json.loads(event)
+    with open(args["path"], "a") as record:
+        record.write(context.request_id + "\\n")
+    with open(args["path"]) as record:
+        tries = len(record.read().splitlines())
+    if tries < args["succeed_on"]:
+        raise RuntimeError(f"try {tries} fails")
+    return "ok"
+
+def slow(event, context):
+    import time
+    time.sleep(json.loads(event)["sleep"])
+    return "done"
 
 def base64_of(data):
     import base64
@@ -77,6 +95,21 @@ resources:
       logConfig:
         project: probe-logs
         logstore: probe-store
+  probe-flaky:
+    component: fc3
+    props:
+      functionName: probe-flaky
+      code: ./code
+      handler: probe_index.flaky
+      asyncInvokeConfig:
+        maxAsyncRetryAttempts: 2
+  probe-slow:
+    component: fc3
+    props:
+      functionName: probe-slow
+      code: ./code
+      handler: probe_index.slow
+      timeout: 1
   probe-http:
     component: fc3
     props:
@@ -114,60 +147,109 @@ def signed_invoke(
     return requests.post(fc.endpoint + path, data=payload, headers=signed, timeout=30)
 
 
-# --- the MQ function through fc2 ---------------------------------------------------------------
+# --- both functions through fc2, sync and async, against a direct handler call ---------------
+
+MQ_BATCH = [
+    {"WabaId": "4000000000000002", "Reference": "a"},
+    {"WabaId": 4000000000000003},
+    {"WabaId": "12ab", "Reference": "invalid"},
+]
 
 
-@pytest.mark.parametrize(
-    "payload",
-    [
-        {"WabaId": "4000000000000001", "Reference": "one"},
-        [
-            {"WabaId": "4000000000000002", "Reference": "a"},
-            {"WabaId": 4000000000000003},
-            {"WabaId": "12ab", "Reference": "invalid"},
-        ],
-    ],
-    ids=["one-request", "array"],
-)
-def test_fc2_sync_invoke_gives_the_outcomes_of_a_direct_handler_call(local_fc, payload):
-    body = json.dumps(payload).encode()
-    spec = local_fc.emulator.project.functions["bind-waba-mq"]
-    direct = json.loads(index.mq_handler(body, local_fc.emulator.context(spec, "direct-call")))
+def payload_for(function: str) -> bytes:
+    if function == "bind-waba-mq":
+        return json.dumps(MQ_BATCH).encode()
+    return signed_event({"WabaId": "4000000000000004", "Reference": "signup"})
+
+
+def answer_outcomes(function: str, answer: Any) -> list[dict[str, Any]]:
+    """The outcomes a handler's return value carries (the MQ summary, or the HTTP body)."""
+    if function == "bind-waba-mq":
+        return answer["Outcomes"]
+    return [json.loads(answer["body"])]
+
+
+def logged(out: str) -> list[dict[str, Any]]:
+    """The log sink's outcome lines, in WabaId order (a batch binds concurrently)."""
+    return sorted(outcome_lines(out), key=lambda r: str(r["WabaId"]))
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+@pytest.mark.parametrize("function", ["bind-waba-mq", "bind-waba-http"])
+def test_fc2_invoke_gives_the_outcomes_of_a_direct_handler_call(local_fc, capsys, function, mode):
+    payload = payload_for(function)
+    spec = local_fc.emulator.project.functions[function]
+    handler = index.mq_handler if function == "bind-waba-mq" else index.http_handler
+    direct_answer = handler(payload, local_fc.emulator.context(spec, "direct-call"))
+    if isinstance(direct_answer, str):
+        direct_answer = json.loads(direct_answer)
+    direct_logged = logged(capsys.readouterr().out)
+    cams_calls = local_fc.cams.count()
+    assert direct_logged and cams_calls == len(direct_logged) - (function == "bind-waba-mq")
     reset_runtime()  # forget the binds, as a fresh deployment would
+    local_fc.cams.reset()
 
-    response = local_fc.client().invoke_function(local_fc.service, "bind-waba-mq", payload=body)
-    via_fc2 = json.loads(response.data)
-
-    assert comparable(via_fc2["Outcomes"]) == comparable(direct["Outcomes"])
-    assert {k: v for k, v in via_fc2.items() if k != "Outcomes"} == {
-        k: v for k, v in direct.items() if k != "Outcomes"
-    }
-    request_id = response.headers["x-fc-request-id"]
-    assert all(r["EventId"].startswith(request_id) for r in via_fc2["Outcomes"])
-
-
-def test_fc2_async_invoke_answers_202_and_binds_in_the_background(local_fc):
-    waba_id = "4000000000000010"
+    headers = {"x-fc-invocation-type": "Async"} if mode == "async" else {}
     response = local_fc.client().invoke_function(
-        local_fc.service,
-        "bind-waba-mq",
-        payload=json.dumps({"WabaId": waba_id}).encode(),
-        headers={"x-fc-invocation-type": "Async"},
+        local_fc.service, function, payload=payload, headers=headers
     )
-    assert response.data == b"" and response.headers["x-fc-request-id"]
+    request_id = response.headers["x-fc-request-id"]
+    if mode == "async":
+        assert response.data == b""
+        assert local_fc.emulator.drain(30)
+    via_fc2_logged = logged(capsys.readouterr().out)
+
+    assert comparable(via_fc2_logged) == comparable(direct_logged)
+    assert local_fc.cams.count() == cams_calls
+    if mode == "sync":
+        answer = json.loads(response.data)
+        if function == "bind-waba-mq":
+            direct_summary = {k: v for k, v in direct_answer.items() if k != "Outcomes"}
+            assert {k: v for k, v in answer.items() if k != "Outcomes"} == direct_summary
+        else:
+            assert answer["statusCode"] == direct_answer["statusCode"] == 200
+        by_id = sorted(answer_outcomes(function, answer), key=lambda r: str(r["WabaId"]))
+        assert comparable(by_id) == comparable(via_fc2_logged)
+    if function == "bind-waba-mq":
+        assert all(r["EventId"].startswith(request_id) for r in via_fc2_logged)
+
+
+def test_fc2_async_invoke_answers_202_at_once(local_fc):
     raw = signed_invoke(
         local_fc,
         "bind-waba-mq",
         json.dumps({"WabaId": "4000000000000011"}).encode(),
         {"x-fc-invocation-type": "Async"},
     )
-    assert raw.status_code == 202 and raw.headers["x-fc-request-id"]
-
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and local_fc.cams.count() < 2:
-        time.sleep(0.02)
-    assert local_fc.cams.count(waba_id=waba_id) == 1
+    assert raw.status_code == 202 and raw.headers["x-fc-request-id"] and raw.content == b""
+    assert local_fc.emulator.drain(30)
     assert local_fc.cams.count(waba_id="4000000000000011") == 1
+
+
+@pytest.mark.parametrize(("succeed_on", "tries"), [(2, 2), (99, 3)])
+def test_a_failing_async_invocation_is_retried_as_s_yaml_says(
+    probe_fc, tmp_path, succeed_on, tries
+):
+    record = tmp_path / "tries.txt"
+    response = probe_fc.client().invoke_function(
+        probe_fc.service,
+        "probe-flaky",
+        payload=json.dumps({"path": str(record), "succeed_on": succeed_on}).encode(),
+        headers={"x-fc-invocation-type": "Async"},
+    )
+    assert probe_fc.emulator.drain(30)
+    seen = record.read_text().splitlines()
+    assert seen == [response.headers["x-fc-request-id"]] * tries
+
+
+def test_a_handler_past_its_timeout_gets_fc_s_timeout_error(probe_fc):
+    error = fc_error(
+        lambda: probe_fc.client().invoke_function(
+            probe_fc.service, "probe-slow", payload=b'{"sleep": 2}'
+        )
+    )
+    assert error.status_code == 200
+    assert json.loads(error.message)["errorMessage"] == "Function timed out after 1 seconds"
 
 
 def test_a_qualifier_is_accepted_with_the_project_name(local_fc):
@@ -205,14 +287,6 @@ def test_http_function_refuses_an_unsigned_post(local_fc):
     )
     assert response.status_code == 401 and "Traceback" not in response.text
     assert local_fc.cams.count(waba_id="4000000000000031") == 0
-
-
-def test_fc2_invokes_the_http_function_with_an_http_trigger_event(local_fc):
-    event = signed_event({"WabaId": "4000000000000032"})
-    response = local_fc.client().invoke_function(local_fc.service, "bind-waba-http", payload=event)
-    answer = json.loads(response.data)
-    assert answer["statusCode"] == 200
-    assert json.loads(answer["body"])["Status"] == "bound"
 
 
 # --- FC's refusals -----------------------------------------------------------------------------
@@ -320,10 +394,11 @@ def test_the_mq_handler_raising_for_redelivery_reaches_fc2_as_a_function_error(s
 def test_the_handler_gets_fc_context_fields(probe_fc):
     response = probe_fc.client().invoke_function(probe_fc.service, "probe", payload=b"{}")
     seen = json.loads(response.data)
-    from wababind_local.cams_simulator import DEFAULT_KEY
+    from wababind_local.cams_simulator import DEFAULT_STS_KEY
 
     assert seen["request_id"] == response.headers["x-fc-request-id"]
-    assert seen["key_id"] == DEFAULT_KEY.access_key_id and seen["has_secret"]
+    assert seen["key_id"] == DEFAULT_STS_KEY.access_key_id
+    assert seen["has_secret"] and seen["has_token"]
     assert seen["function"] == ["probe", "probe_index.handler", 256, 42]
     assert seen["log"] == ["probe-logs", "probe-store"]
     assert seen["region"] == "cn-hangzhou"
@@ -404,3 +479,73 @@ def test_the_emulator_restores_the_environment_it_changed(start_local_fc, monkey
     fc.emulator.stop()
     assert os.environ["CAMS_REGION"] == "before"
     assert not [k for k in os.environ if k.startswith("PROBE_")]
+
+
+# --- `make serve` ------------------------------------------------------------------------------
+
+
+def test_make_serve_serves_both_functions_until_ctrl_c(serve):
+    from wababind_local.cams_simulator import DEFAULT_KEY, DEFAULT_STS_KEY
+    from wababind_local.fc_emulator import LOCAL_WEBHOOK_SECRET
+
+    port = free_port()
+    server = serve("-m", "wababind_local.fc_emulator", "--port", str(port))
+    banner = server.wait_for("Ctrl-C stops.")
+    endpoint = f"http://127.0.0.1:{port}"
+    assert f"fc2 endpoint    {endpoint}  service wababind" in banner
+    client = fc2.Client(
+        endpoint=endpoint, accessKeyID=LOCAL_FC_KEY_ID, accessKeySecret=LOCAL_FC_KEY_SECRET
+    )
+    batch = [{"WabaId": "4000000000000070"}, {"WabaId": "900000000000001"}]  # a demo fault
+    answer = json.loads(
+        client.invoke_function("wababind", "bind-waba-mq", payload=json.dumps(batch)).data
+    )
+    codes = sorted(r["Code"] for r in answer["Outcomes"])
+    assert (answer["Bound"], codes) == (1, ["OK", "Ram.PermissionDeny"])
+    body = json.dumps({"WabaId": "4000000000000071"})
+    response = requests.post(
+        endpoint + "/",
+        data=body,
+        headers={"Content-Type": "application/json", **signed_headers(body, LOCAL_WEBHOOK_SECRET)},
+        timeout=30,
+    )
+    assert response.status_code == 200 and response.json()["Status"] == "bound"
+
+    status, out, err = server.interrupt()
+    assert status == 0 and "stopping" in out, err
+    assert "Traceback" not in out + err
+    for secret in (
+        LOCAL_FC_KEY_SECRET,
+        LOCAL_WEBHOOK_SECRET,
+        DEFAULT_KEY.access_key_secret,
+        DEFAULT_STS_KEY.access_key_secret,
+        str(DEFAULT_STS_KEY.security_token),
+    ):
+        assert secret not in out + err
+
+
+def test_make_serve_on_a_busy_port_says_so(serve):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        server = serve("-m", "wababind_local.fc_emulator", "--port", str(port))
+        assert server.proc.wait(30) == 1
+        err = server.stderr()
+    assert f"cannot listen on 127.0.0.1:{port}" in err and "Traceback" not in err
+
+
+def test_the_emulator_sets_tcp_nodelay_on_its_connections():
+    from wababind_local.fc_emulator import _RequestHandler
+
+    assert _RequestHandler.disable_nagle_algorithm is True
+
+
+def test_the_context_never_shows_the_secret_or_token():
+    from wababind_local.fc_context import Credentials, FCContext, FunctionMeta
+
+    context = FCContext(
+        function=FunctionMeta("f", "index.h", 128, 3),
+        credentials=Credentials("STS.id", "the-secret-value", "the-token-value"),
+    )
+    assert "the-secret-value" not in repr(context) and "the-token-value" not in repr(context)

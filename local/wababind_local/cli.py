@@ -22,7 +22,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -88,12 +88,19 @@ def _is_loopback(endpoint: str) -> bool:
 
 
 def remote_from(args: argparse.Namespace) -> Remote:
-    """Flags, then the environment; a loopback endpoint falls back to the local dev key."""
+    """Flags, then the environment. A loopback endpoint is `make serve`: its key is the local
+    one (WABABIND_LOCAL_FC_KEY_ID/_SECRET, else the built-in dev key), never your cloud key."""
     endpoint = args.endpoint or os.environ.get("FC_ENDPOINT") or DEFAULT_ENDPOINT
-    key_id = args.access_key_id or os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID", "")
-    secret = args.access_key_secret or os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET", "")
-    if not key_id and _is_loopback(endpoint):
-        key_id, secret = LOCAL_FC_KEY_ID, LOCAL_FC_KEY_SECRET
+    env = os.environ
+    if _is_loopback(endpoint):
+        env_id, env_secret, token = "WABABIND_LOCAL_FC_KEY_ID", "WABABIND_LOCAL_FC_KEY_SECRET", ""
+        default_id, default_secret = LOCAL_FC_KEY_ID, LOCAL_FC_KEY_SECRET
+    else:
+        env_id, env_secret = "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET"
+        token = env.get("ALIBABA_CLOUD_SECURITY_TOKEN", "")
+        default_id = default_secret = ""
+    key_id = args.access_key_id or env.get(env_id) or default_id
+    secret = args.access_key_secret or env.get(env_secret) or default_secret
     if not key_id or not secret:
         raise CliError(
             "no AccessKey: set --access-key-id/--access-key-secret or "
@@ -110,7 +117,7 @@ def remote_from(args: argparse.Namespace) -> Remote:
         endpoint=endpoint,
         access_key_id=key_id,
         access_key_secret=secret,
-        security_token=os.environ.get("ALIBABA_CLOUD_SECURITY_TOKEN", ""),
+        security_token=token,
         service=service or "wababind",
         function=args.function,
         timeout_s=timeout_s,
@@ -310,14 +317,15 @@ class PlainProgress:
         self.step = max(1, total // 20)
 
     def advance(self, n: int = 1) -> None:
-        self.done += n
+        before, self.done = self.done, self.done + n
         now = time.monotonic()
-        if self.done % self.step == 0 or now - self.last >= 2 or self.done == self.total:
+        crossed = self.done // self.step > before // self.step
+        if crossed or now - self.last >= 2 or self.done == self.total:
             self.last = now
-            rate = self.done / max(now - self.started, 1e-6)
-            eta = (self.total - self.done) / rate if rate else 0
+            rate, eta = rate_and_eta(self.done, self.total, now - self.started)
             print(
-                f"{self.done}/{self.total} rows  {rate:.1f} rows/s  ETA {eta:.0f}s",
+                f"{self.done}/{self.total} rows  {rate:.1f} rows/s  "
+                f"ETA {'-' if eta is None else f'{eta:.0f}s'}",
                 file=self.out,
                 flush=True,
             )
@@ -326,8 +334,17 @@ class PlainProgress:
         pass
 
 
+def rate_and_eta(done: int, total: int, elapsed_s: float) -> tuple[float, float | None]:
+    """Rows per second since the start, and seconds left at that rate (None: not known yet).
+
+    Batches land many rows at once, so a short-window rate would jump; the whole run's is calm.
+    """
+    rate = done / elapsed_s if elapsed_s > 0 else 0.0
+    return rate, ((total - done) / rate if rate > 0 else None)
+
+
 class RichProgress:
-    """A bar with rows done, rows per second and the time left."""
+    """A bar with rows done, rows per second, time elapsed and the time left."""
 
     def __init__(self, total: int, console: Any):
         from rich.progress import (
@@ -337,14 +354,21 @@ class RichProgress:
             ProgressColumn,
             TextColumn,
             TimeElapsedColumn,
-            TimeRemainingColumn,
         )
         from rich.text import Text
 
         class RateColumn(ProgressColumn):
             def render(self, task: Any) -> Text:
-                speed = task.finished_speed or task.speed
-                return Text(f"{speed:.1f} rows/s" if speed else "- rows/s")
+                rate, _ = rate_and_eta(int(task.completed), int(task.total), task.elapsed or 0)
+                return Text(f"{rate:.1f} rows/s" if task.completed else "- rows/s")
+
+        class EtaColumn(ProgressColumn):
+            def render(self, task: Any) -> Text:
+                _, eta = rate_and_eta(int(task.completed), int(task.total), task.elapsed or 0)
+                if eta is None:
+                    return Text("ETA -:--:--")
+                hours, rest = divmod(int(eta), 3600)
+                return Text(f"ETA {hours}:{rest // 60:02d}:{rest % 60:02d}")
 
         self._progress = Progress(
             TextColumn("binding"),
@@ -352,8 +376,7 @@ class RichProgress:
             MofNCompleteColumn(),
             RateColumn(),
             TimeElapsedColumn(),
-            TextColumn("ETA"),
-            TimeRemainingColumn(),
+            EtaColumn(),
             console=console,
         )
         self._task = self._progress.add_task("bind", total=total)
@@ -378,9 +401,21 @@ def make_progress(total: int) -> Progress:
 # --- bulk ------------------------------------------------------------------------------------
 
 
+class Interrupted(Exception):
+    """The run stopped early; every outcome line written so far is whole and flushed."""
+
+    def __init__(self, reason: str, *, at_once: bool):
+        super().__init__(reason)
+        self.at_once = at_once
+
+
 @dataclass
 class Bulk:
-    """Send pending rows in batches; write each outcome the moment it is known."""
+    """Send pending rows in batches; write each outcome the moment it is known.
+
+    `stop` set (the first Ctrl-C) sends no further batch and waits for those under way;
+    `stop_after` ends the run at once after that many outcome lines, as a crash would.
+    """
 
     remote: Remote
     out: OutcomeFile
@@ -388,34 +423,49 @@ class Bulk:
     concurrency: int = 2
     retries: int = BATCH_RETRIES
     backoff_s: float = BACKOFF_BASE_S
+    stop: threading.Event = field(default_factory=threading.Event)
+    stop_after: int | None = None
 
     def run(self, rows: Sequence[Row], progress: Progress) -> list[dict[str, Any]]:
         written: list[dict[str, Any]] = []
+
+        def record(row: Row, outcome: dict[str, Any]) -> None:
+            written.append(self.out.write(row, outcome))
+            progress.advance()
+            if self.stop_after is not None and len(written) >= self.stop_after:
+                raise Interrupted(f"stopped after {len(written)} outcomes", at_once=True)
+
         for row in rows:
             if row.problem is not None:
-                written.append(
-                    self.out.write(row, local_outcome(row, "InvalidRow", row.problem, False))
-                )
-                progress.advance()
+                record(row, local_outcome(row, "InvalidRow", row.problem, False))
         sendable = [r for r in rows if r.problem is None]
         batches = [
             sendable[i : i + self.batch_size] for i in range(0, len(sendable), self.batch_size)
         ]
-        with ThreadPoolExecutor(self.concurrency, "bulk") as pool:
-            futures: set[Future[list[tuple[Row, dict[str, Any]]]]] = {
-                pool.submit(self.send, batch) for batch in batches
-            }
-            try:
-                while futures:
-                    finished, futures = wait(futures, timeout=0.2, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        for row, record in future.result():
-                            written.append(self.out.write(row, record))
-                            progress.advance()
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        pool = ThreadPoolExecutor(self.concurrency, "bulk")
+        futures: set[Future[list[tuple[Row, dict[str, Any]]]]] = {
+            pool.submit(self.send, batch) for batch in batches
+        }
+        draining = False
+        try:
+            while futures:
+                if self.stop.is_set() and not draining:
+                    draining = True
+                    futures = {f for f in futures if not f.cancel()}
+                    print(
+                        f"\nstopping: waiting for the {len(futures)} batch(es) under way "
+                        "(Ctrl-C again stops at once)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                finished, futures = wait(futures, timeout=0.1, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    for row, outcome in future.result():
+                        record(row, outcome)
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+        if self.stop.is_set():
+            raise Interrupted("interrupted", at_once=False)
         return written
 
     def send(self, batch: list[Row]) -> list[tuple[Row, dict[str, Any]]]:
@@ -464,42 +514,71 @@ def cmd_bulk(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
-    _exit_quietly_on(signal.SIGTERM)
+    bulk = Bulk(
+        remote,
+        out,
+        batch_size=args.batch_size,
+        concurrency=args.concurrency,
+        stop_after=args.stop_after,
+    )
     progress = make_progress(len(pending))
-    bulk = Bulk(remote, out, batch_size=args.batch_size, concurrency=args.concurrency)
     try:
-        written = bulk.run(pending, progress)
-    except KeyboardInterrupt:
-        with out.lock:  # no line is written after this one
-            progress.close()
-            print(
-                f"\ninterrupted: every outcome so far is in {args.out}; "
-                "run the same command again to resume",
-                file=sys.stderr,
-                flush=True,
-            )
-            os._exit(EXIT_INTERRUPTED)
+        with _stopping_on_signals(bulk.stop):
+            written = bulk.run(pending, progress)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        at_once = not isinstance(exc, Interrupted) or exc.at_once
+        reason = exc if isinstance(exc, Interrupted) else "interrupted"
+        out.lock.acquire()  # no line is written after this point
+        progress.close()
+        print(
+            f"\n{reason}: every outcome so far is in {args.out}; "
+            "run the same command again to resume",
+            file=sys.stderr,
+            flush=True,
+        )
+        if at_once:
+            os._exit(EXIT_INTERRUPTED)  # batches still under way are not waited for
+        out.lock.release()
+        out.close()
+        return EXIT_INTERRUPTED
     progress.close()
     out.close()
     latest = {**out.done, **{record["Row"]: record for record in written}}
     return summarize([latest.get(row.key, {}) for row in rows], Path(args.out))
 
 
+@contextlib.contextmanager
+def _stopping_on_signals(stop: threading.Event) -> Iterator[None]:
+    """The first Ctrl-C (or SIGTERM) sets `stop`; a second one interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_signal(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, on_signal)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def summarize(records: Sequence[dict[str, Any]], path: Path) -> int:
     """One line of counts; exit status 1 when any row ended failed."""
     statuses = Counter(r.get("Status") for r in records)
     retryable = sum(1 for r in records if r.get("Status") == "failed" and r.get("Retryable"))
+    again = f" ({retryable} retryable: run again to retry them)" if retryable else ""
     print(
         f"{len(records)} rows: {statuses['bound']} bound, {statuses['duplicate']} duplicate, "
-        f"{statuses['failed']} failed ({retryable} retryable: run again to retry them) → {path}"
+        f"{statuses['failed']} failed{again} → {path}"
     )
     return EXIT_FAILED_ROWS if statuses["failed"] else 0
-
-
-def _exit_quietly_on(signum: signal.Signals) -> None:
-    """SIGTERM behaves like Ctrl-C: stop at a line boundary, say how to resume."""
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signum, signal.default_int_handler)
 
 
 # --- bind ------------------------------------------------------------------------------------
@@ -617,30 +696,96 @@ def _body(arg: str) -> str:
 # --- simulate and events ---------------------------------------------------------------------
 
 
+FAULT_FORMS = (
+    "CODE (a documented CAMS error, e.g. Ram.PermissionDeny)",
+    "success_false:CODE",
+    "http_status:STATUS",
+    "slow:SECONDS",
+    "garbage",
+    "drop",
+)
+
+
+def parse_fault(text: str) -> Any:
+    """`KIND[:ARG][*TIMES]` → a simulator Fault; `*N` fires on the next N calls only."""
+    from wababind_local import cams_simulator as cams
+
+    spec, _, times_text = text.partition("*")
+    kind, _, arg = spec.partition(":")
+    doc: dict[str, Any] = {"kind": kind}
+    if kind in cams.DOCUMENTED_ERRORS and not arg:
+        doc = {"kind": "error", "code": kind}
+    elif kind == "success_false" and arg:
+        doc["code"] = arg
+    elif kind == "http_status" and arg.isdigit():
+        doc["status"] = int(arg)
+    elif kind == "slow":
+        try:
+            doc["seconds"] = float(arg)
+        except ValueError:
+            raise CliError(f"{text!r}: slow:SECONDS wants a number of seconds") from None
+    elif kind not in ("garbage", "drop") or arg:
+        raise CliError(f"unknown fault {text!r}; one of: {', '.join(FAULT_FORMS)}, then *N")
+    if times_text:
+        if not times_text.isdigit():
+            raise CliError(f"{text!r}: *N wants a whole number of calls")
+        doc["times"] = int(times_text)
+    try:
+        return cams.Fault.from_dict(doc)
+    except ValueError as exc:
+        raise CliError(f"{text!r}: {exc}") from None
+
+
 def cmd_simulate(args: argparse.Namespace) -> int:
     from wababind_local import cams_simulator as cams
 
-    faults = {}
+    faults: dict[str, Any] = {}
     for item in args.fault:
-        waba_id, _, code = item.partition("=")
-        if not waba_id or code not in cams.DOCUMENTED_ERRORS:
-            known = ", ".join(sorted(cams.DOCUMENTED_ERRORS))
-            raise CliError(f"--fault wants WABA_ID=CODE with CODE one of: {known}")
-        status, message = cams.DOCUMENTED_ERRORS[code]
-        faults[waba_id] = cams.Fault.error(code, status, message)
+        waba_id, sep, spec = item.partition("=")
+        if not sep or not waba_id.isdigit():
+            raise CliError(f"--fault wants WABA_ID=FAULT, not {item!r}")
+        faults[waba_id] = parse_fault(spec)
+    default = parse_fault(args.default_fault) if args.default_fault else None
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     sim = cams.CamsSimulator(
-        port=args.port, qps=args.qps, latency_ms=args.latency_ms, demo_faults=args.demo_faults
+        host=args.host,
+        port=args.port,
+        qps=args.qps if args.qps > 0 else None,
+        latency_s=args.latency_ms / 1000,
+        jitter_s=args.jitter_ms / 1000,
+        demo_faults=args.demo_faults,
     )
-    with sim:
+    try:
+        sim.start()
+    except OSError as exc:
+        raise CliError(f"cannot listen on {args.host}:{args.port} ({exc.strerror})") from None
+    try:
         for waba_id, fault in faults.items():
             sim.set_fault(waba_id, fault)
-        print(f"CAMS simulator on {sim.endpoint}  (CAMS_ENDPOINT={sim.endpoint})")
-        print(f"its AccessKey id: {cams.DEFAULT_KEY.access_key_id}")
-        for waba_id, fault in faults.items():
-            print(f"  fault {waba_id}: {fault}")
+        sim.set_default_fault(default)
+        quota = f"{args.qps:g} calls/s per account" if args.qps > 0 else "no quota"
+        print(f"CAMS simulator on {sim.endpoint}  ({quota}, latency {args.latency_ms:g} ms)")
+        shown = {**(cams.DEMO_FAULTS if args.demo_faults else {}), **faults}
+        for waba_id, fault in shown.items():
+            print(f"  {waba_id}: {fault.description}")
+        if default is not None:
+            print(f"  every other WabaId: {default.description}")
+        print("Point the functions at it (its AccessKey is a fixed local one):")
+        key = "from wababind_local.cams_simulator import DEFAULT_KEY as k"
+        print(f"  export CAMS_ENDPOINT={sim.endpoint}")
+        print(f"  export ALIBABA_CLOUD_ACCESS_KEY_ID={cams.DEFAULT_KEY.access_key_id}")
+        print(
+            "  export ALIBABA_CLOUD_ACCESS_KEY_SECRET="
+            f"\"$(python -c '{key}; print(k.access_key_secret)')\""
+        )
         print("Ctrl-C stops.", flush=True)
         with contextlib.suppress(KeyboardInterrupt):
             threading.Event().wait()
+    finally:
+        sim.stop()
+    calls = sim.count()
+    print(f"stopped after {calls} ChatappBindWaba call{'s' if calls != 1 else ''}")
     return 0
 
 
@@ -662,6 +807,16 @@ def cmd_events(args: argparse.Namespace) -> int:
 
 
 # --- the parser ------------------------------------------------------------------------------
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"wants a whole number of at least 1, not {text!r}")
+    return value
 
 
 def _remote_flags(parser: argparse.ArgumentParser) -> None:
@@ -688,8 +843,14 @@ def build_parser() -> argparse.ArgumentParser:
     bulk = commands.add_parser("bulk", help="bind every row of a CSV or JSONL file; resumable")
     bulk.add_argument("file", metavar="FILE")
     bulk.add_argument("--out", required=True, help="outcome file (JSONL); read back to resume")
-    bulk.add_argument("--batch-size", type=int, default=50)
-    bulk.add_argument("--concurrency", type=int, default=2)
+    bulk.add_argument("--batch-size", type=_positive, default=50, help="rows per invocation")
+    bulk.add_argument("--concurrency", type=_positive, default=2, help="batches under way at once")
+    bulk.add_argument(
+        "--stop-after",
+        type=_positive,
+        metavar="N",
+        help="stop at once after N outcomes, as a crash would (to rehearse a resume)",
+    )
     _remote_flags(bulk)
     bulk.set_defaults(run=cmd_bulk)
 
@@ -700,11 +861,19 @@ def build_parser() -> argparse.ArgumentParser:
     sign.add_argument("--curl", metavar="URL", help="print a complete curl command instead")
     sign.set_defaults(run=cmd_sign)
 
-    simulate = commands.add_parser("simulate", help="run the CAMS simulator in the foreground")
-    simulate.add_argument("--port", type=int, default=0)
-    simulate.add_argument("--qps", type=float, default=None, help="its ChatappBindWaba quota")
+    simulate = commands.add_parser(
+        "simulate",
+        help="run the CAMS simulator in the foreground, with chosen faults",
+        description="FAULT is one of: " + "; ".join(FAULT_FORMS) + ". Add *N to fire it on "
+        "the next N calls only (e.g. ServiceUnavailable*2).",
+    )
+    simulate.add_argument("--host", default="127.0.0.1")
+    simulate.add_argument("--port", type=int, default=9100, help="0 picks a free one")
+    simulate.add_argument("--qps", type=float, default=10.0, help="per-account quota; 0 = none")
     simulate.add_argument("--latency-ms", type=float, default=0.0)
-    simulate.add_argument("--fault", action="append", default=[], metavar="WABA_ID=CODE")
+    simulate.add_argument("--jitter-ms", type=float, default=0.0)
+    simulate.add_argument("--fault", action="append", default=[], metavar="WABA_ID=FAULT")
+    simulate.add_argument("--default-fault", metavar="FAULT", help="for every other WabaId")
     simulate.add_argument("--demo-faults", action="store_true", help="the demo's fault WabaIds")
     simulate.set_defaults(run=cmd_simulate)
 
@@ -722,7 +891,9 @@ def _not_from_fc2(record: logging.LogRecord) -> bool:
 
 
 def main(argv: Iterable[str] | None = None) -> int:
-    logging.getLogger().addFilter(_not_from_fc2)
+    root = logging.getLogger()
+    if _not_from_fc2 not in root.filters:
+        root.addFilter(_not_from_fc2)
     args = build_parser().parse_args(None if argv is None else list(argv))
     try:
         code: int = args.run(args)

@@ -6,7 +6,8 @@ invocations`, signed `FC id:base64(HMAC-SHA256)` and checked against the configu
 (200, `x-fc-error-type` on an unhandled error) or async (`x-fc-invocation-type: Async` → 202,
 run in the background with FC's retries). Every other request goes to the function that has an
 `http` trigger, as an FC 3.0 HTTP trigger event. Handlers run in this process, all functions'
-environments merged into os.environ (one process plays every instance).
+environments merged into os.environ (one process plays every instance); each gets FC's context
+(fc_context.py), and past the function's `timeout` its caller gets FC's timeout error.
 
 `python -m wababind_local.fc_emulator` (`make serve`) starts it with the CAMS simulator behind.
 """
@@ -23,7 +24,7 @@ import importlib
 import json
 import os
 import re
-import socket
+import signal
 import sys
 import threading
 import time
@@ -218,8 +219,17 @@ def fc_error(status: int, code: str, message: str, request_id: str) -> Reply:
     )
 
 
+class FunctionTimeout(Exception):
+    """The handler ran past the function's timeout; FC answers without waiting for it."""
+
+    def __init__(self, timeout_s: float):
+        super().__init__(f"Function timed out after {timeout_s:g} seconds")
+
+
 def _error_body(exc: BaseException) -> bytes:
     """What FC shows of an unhandled exception: its type and message, never a traceback."""
+    if isinstance(exc, FunctionTimeout):
+        return json.dumps({"errorMessage": str(exc)}).encode()
     return json.dumps({"errorMessage": str(exc), "errorType": type(exc).__name__}).encode()
 
 
@@ -303,7 +313,10 @@ class FcEmulator:
             self._pool = ThreadPoolExecutor(self._async_workers, "fc-async")
             self._server = _Server(self._address, _RequestHandler, self)
             self._thread = threading.Thread(
-                target=self._server.serve_forever, name="fc-emulator", daemon=True
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name="fc-emulator",
+                daemon=True,
             )
             self._thread.start()
         except BaseException:
@@ -384,14 +397,37 @@ class FcEmulator:
         return FCContext(
             request_id=request_id,
             credentials=credentials,
-            function=FunctionMeta(spec.name, spec.handler, spec.memory, int(timeout)),
+            function=FunctionMeta(spec.name, spec.handler, spec.memory, max(1, int(timeout))),
             service=ServiceMeta(log_project=spec.log_project, log_store=spec.log_store),
             region=spec.region,
             account_id=self._account_id,
         )
 
     def _call(self, spec: FunctionSpec, event: bytes, request_id: str) -> Any:
-        return self._handlers[spec.name](event, self.context(spec, request_id))
+        """The handler on a thread of its own, given up on after the function's timeout.
+
+        FC stops the instance at the deadline; a thread cannot be stopped, so a handler that
+        overruns keeps running here after its caller got the timeout error.
+        """
+        context = self.context(spec, request_id)
+        done = threading.Event()
+        result: list[Any] = []
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                result.append(self._handlers[spec.name](event, context))
+            except BaseException as exc:
+                failure.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, name=f"fc-{spec.name}", daemon=True).start()
+        if not done.wait(context.function.timeout):
+            raise FunctionTimeout(context.function.timeout)
+        if failure:
+            raise failure[0]
+        return result[0]
 
     def invoke(
         self,
@@ -675,14 +711,16 @@ class _Server(ThreadingHTTPServer):
         self.emulator = owner
         super().__init__(address, handler)
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away mid-answer: one line when verbose, never a traceback."""
+        exc = sys.exc_info()[1]
+        self.emulator._log(f"connection from {client_address[0]}: {type(exc).__name__}")
+
 
 class _RequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # StreamRequestHandler sets TCP_NODELAY on each connection
     server: _Server
-
-    def setup(self) -> None:
-        super().setup()
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _serve(self) -> None:
         try:
@@ -741,6 +779,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`make serve`: serve in the foreground until Ctrl-C (or SIGTERM)."""
     parser = argparse.ArgumentParser(
         prog="python -m wababind_local.fc_emulator",
         description="Local Function Compute: the s.yaml functions, the CAMS simulator behind.",
@@ -749,57 +788,81 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=9000)
     parser.add_argument("--s-yaml", type=Path, default=ROOT / "s.yaml")
     parser.add_argument("--no-demo-faults", action="store_true", help="a fault-free simulator")
+    parser.add_argument("--quiet", action="store_true", help="no line per request")
     args = parser.parse_args(argv)
 
-    from wababind_local.cams_simulator import DEFAULT_KEY, CamsSimulator
+    from wababind_local.cams_simulator import DEFAULT_STS_KEY, CamsSimulator
 
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
     key_id = os.environ.get("WABABIND_LOCAL_FC_KEY_ID", LOCAL_FC_KEY_ID)
     key_secret = os.environ.get("WABABIND_LOCAL_FC_KEY_SECRET", LOCAL_FC_KEY_SECRET)
     webhook_secret = os.environ.get("WEBHOOK_SECRET") or LOCAL_WEBHOOK_SECRET
-    with CamsSimulator(demo_faults=not args.no_demo_faults) as sim:
-        overrides = {
-            "CAMS_ENDPOINT": sim.endpoint,
-            "ALIBABA_CLOUD_ACCESS_KEY_ID": DEFAULT_KEY.access_key_id,
-            "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEFAULT_KEY.access_key_secret,
-            "WEBHOOK_SECRET": webhook_secret,
-        }
-        emulator = FcEmulator(
-            s_yaml=args.s_yaml,
-            access_key_id=key_id,
-            access_key_secret=key_secret,
-            host=args.host,
-            port=args.port,
-            env=overrides,
-            verbose=True,
-        )
-        with emulator:
-            print(banner(emulator, sim.endpoint, key_id, key_secret, webhook_secret), flush=True)
+    try:
+        with CamsSimulator(demo_faults=not args.no_demo_faults) as sim:
+            overrides = {
+                "CAMS_ENDPOINT": sim.endpoint,
+                # What FC gives a function with a role: an STS key (the simulator's).
+                "ALIBABA_CLOUD_ACCESS_KEY_ID": DEFAULT_STS_KEY.access_key_id,
+                "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEFAULT_STS_KEY.access_key_secret,
+                "ALIBABA_CLOUD_SECURITY_TOKEN": DEFAULT_STS_KEY.security_token or "",
+                "WEBHOOK_SECRET": webhook_secret,
+            }
+            emulator = FcEmulator(
+                s_yaml=args.s_yaml,
+                access_key_id=key_id,
+                access_key_secret=key_secret,
+                host=args.host,
+                port=args.port,
+                env=overrides,
+                verbose=not args.quiet,
+            )
             try:
+                emulator.start()
+            except OSError as exc:
+                print(
+                    f"cannot listen on {args.host}:{args.port} ({exc.strerror}); "
+                    "is another `make serve` running? (--port picks another)",
+                    file=sys.stderr,
+                )
+                return 1
+            try:
+                print(banner(emulator, sim.endpoint, key_id, key_secret, webhook_secret))
+                print("Ctrl-C stops.", flush=True)
                 threading.Event().wait()
             except KeyboardInterrupt:
-                print("\nstopping", flush=True)
+                print("stopping", flush=True)
+            finally:
+                emulator.stop()
+    except KeyboardInterrupt:
+        print("stopping", flush=True)
     return 0
 
 
 def banner(
     emulator: FcEmulator, cams_endpoint: str, key_id: str, key_secret: str, webhook_secret: str
 ) -> str:
-    """Where everything is. Only the built-in local dev values are shown, never one you set."""
+    """Where everything is; secrets are named, never shown (README has the local dev values)."""
     project = emulator.project
     http_fn = project.http_function
-    shown_secret = key_secret if key_secret == LOCAL_FC_KEY_SECRET else "(from your environment)"
+    shown_key = (
+        "the local dev secret (README)"
+        if key_secret == LOCAL_FC_KEY_SECRET
+        else "secret from $WABABIND_LOCAL_FC_KEY_SECRET"
+    )
     shown_webhook = (
-        webhook_secret if webhook_secret == LOCAL_WEBHOOK_SECRET else "(from $WEBHOOK_SECRET)"
+        "the local dev secret (`wababind sign` uses it)"
+        if webhook_secret == LOCAL_WEBHOOK_SECRET
+        else "from $WEBHOOK_SECRET"
     )
     lines = [
         "wababind local Function Compute",
         f"  HTTP function   {http_fn.name if http_fn else '-'}  {emulator.endpoint}/",
-        f"  fc2 endpoint    {emulator.endpoint}   service {project.name}",
+        f"  fc2 endpoint    {emulator.endpoint}  service {project.name}",
         f"  functions       {', '.join(project.functions)}",
-        f"  fc2 AccessKey   id {key_id}  secret {shown_secret}",
+        f"  fc2 AccessKey   {key_id}, {shown_key}",
         f"  WEBHOOK_SECRET  {shown_webhook}",
         f"  CAMS simulator  {cams_endpoint}",
-        "Ctrl-C stops.",
     ]
     return "\n".join(lines)
 

@@ -94,8 +94,9 @@ def _handle(event: bytes | str, context: Any, started: float) -> dict[str, Any]:
         runtime = get_runtime()
     except ConfigError as exc:
         raise Reject(500, "ConfigurationError", str(exc)) from None
-    webhook_id = _authenticate(runtime, raw, request.headers)
-    body = _json_object(raw)
+    text = _utf8(raw)
+    webhook_id = _authenticate(runtime, text, request.headers)
+    body = _json_object(text)
     bind_request, problems = parse_bind_request(body, runtime.policy)
     if bind_request is None:
         raise Reject(422, "InvalidRequest", "the bind request breaks a rule", *problems)
@@ -168,7 +169,7 @@ def _check_content_type(value: str) -> None:
         )
 
 
-def _authenticate(runtime: Runtime, raw: bytes, headers: dict[str, str]) -> str | None:
+def _authenticate(runtime: Runtime, raw: str, headers: dict[str, str]) -> str | None:
     """Standard Webhooks verification and replay guard; returns the webhook-id."""
     global _warned_unconfigured
     settings = runtime.settings
@@ -189,6 +190,11 @@ def _authenticate(runtime: Runtime, raw: bytes, headers: dict[str, str]) -> str 
             raise _unauthorized(name, "missing", f"the {name} header is required")
     from standardwebhooks import Webhook, WebhookVerificationError
 
+    # One well-formed `version,signature` entry is enough; a malformed one is no match.
+    entries = [e for e in headers["webhook-signature"].split(" ") if e.count(",") == 1]
+    if not entries:
+        raise _unauthorized("webhook-signature", "format", "malformed signature")
+    headers = {**headers, "webhook-signature": " ".join(entries)}
     try:
         Webhook(settings.webhook_secret).verify(raw, headers, json_parse=False)
     except WebhookVerificationError as exc:
@@ -212,9 +218,9 @@ def _unauthorized(field: str, rule: str, message: str) -> Reject:
     )
 
 
-def _json_object(raw: bytes) -> dict[str, Any]:
+def _utf8(raw: bytes) -> str:
     try:
-        body = json.loads(raw.decode("utf-8"))
+        return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise Reject(
             400,
@@ -222,6 +228,15 @@ def _json_object(raw: bytes) -> dict[str, Any]:
             "the body is not UTF-8",
             FieldProblem("body", "utf-8", "the body must be UTF-8 JSON"),
         ) from None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        body = json.loads(text, parse_constant=_not_json)
     except (ValueError, RecursionError):
         raise Reject(
             400,
