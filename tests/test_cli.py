@@ -315,13 +315,11 @@ def test_events_unknown_name_exits_2(capsys):
 
 # --- the README examples -----------------------------------------------------------------------
 
-SNIPPETS = ROOT / "local" / "README-snippets.md"
 FIRST, LAST = "## Local Function Compute (`make serve`)", "## The `wababind` command line"
 
 
 def readme_sources() -> list[Path]:
-    """The snippets file, and README.md once the sections are pasted there."""
-    return [p for p in (SNIPPETS, ROOT / "README.md") if LAST in p.read_text()]
+    return [ROOT / "README.md"]
 
 
 def our_sections(path: Path) -> str:
