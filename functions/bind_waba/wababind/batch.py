@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from wababind.errors import INVALID_MESSAGE, RetryableBatchError
@@ -13,6 +13,7 @@ from wababind.events import QueueMessage, parse_mq_event
 from wababind.models import parse_bind_request
 from wababind.outcome import Outcome, utcnow
 from wababind.runtime import BATCH_WORKERS, Runtime, get_runtime, start_invocation
+from wababind.sinks.dispatch import Delivery
 
 
 def mq_handler(event: bytes | str, context: Any) -> str:
@@ -21,18 +22,17 @@ def mq_handler(event: bytes | str, context: Any) -> str:
     runtime = get_runtime()
     inv = start_invocation(context, started)
     messages = parse_mq_event(event, inv.request_id)
-    futures: list[Future[None]] = []
+    deliveries: list[Delivery] = []
 
     def bind_one(message: QueueMessage) -> Outcome:
         outcome = _bind_message(runtime, message, inv)
-        futures.extend(runtime.dispatcher.deliver(outcome, inv.credentials))
+        deliveries.extend(runtime.dispatcher.deliver(outcome, inv.credentials, inv.finish_by))
         return outcome
 
     workers = max(1, min(BATCH_WORKERS, len(messages)))
     with ThreadPoolExecutor(workers, "bind") as pool:
         outcomes = list(pool.map(bind_one, messages))
-    for future in futures:
-        future.result()
+    runtime.dispatcher.settle(deliveries, inv.finish_by)
 
     summary = summarize(outcomes)
     if summary["Retryable"]:

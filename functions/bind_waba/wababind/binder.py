@@ -33,7 +33,8 @@ class Invocation:
 
     request_id: str
     credentials: Credentials | None
-    deadline: float  # time.monotonic()
+    deadline: float  # time.monotonic(): binds end by then, leaving time for the sinks
+    finish_by: float  # time.monotonic(): the handler returns by then, before FC's timeout
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()

@@ -194,9 +194,10 @@ return 1
 
 
 class RedisStore(IdempotencyStore):
-    """Shared by all instances. If Redis fails, falls back to this instance's memory (logged
-    once) and tries Redis again after a pause; COMPLETED records are mirrored locally so an
-    outage still answers duplicates this instance has seen. A bind never fails because of Redis.
+    """Shared by all instances, mirrored in this instance's memory. If Redis fails, the
+    memory alone decides (logged once) until Redis answers again after a pause: an outage still
+    answers the duplicates and in-flight claims this instance has seen. A bind never fails
+    because of Redis.
     """
 
     def __init__(self, client: Any, prefix: str = "wababind:"):
@@ -209,10 +210,13 @@ class RedisStore(IdempotencyStore):
         self._degraded_until: float | None = None
 
     def claim(self, key: str, owner: str, in_progress_ttl_s: float) -> IdempotencyRecord | None:
-        record = IdempotencyRecord(key, RecordStatus.IN_PROGRESS, owner)
-        local = self._local.get(key)
-        if local is not None and local.status is RecordStatus.COMPLETED:
+        # The claim is taken here first, then in Redis: threads of this instance never race
+        # each other through Redis, and a Redis outage or restart in the middle of a bind
+        # still finds this instance's own claim.
+        local = self._local.claim(key, owner, in_progress_ttl_s)
+        if local is not None:
             return local
+        record = IdempotencyRecord(key, RecordStatus.IN_PROGRESS, owner)
 
         def remote() -> IdempotencyRecord | None:
             for _ in range(3):  # the holder may finish or expire between SET and GET
@@ -225,7 +229,10 @@ class RedisStore(IdempotencyStore):
                     return IdempotencyRecord.from_json(current)
             return IdempotencyRecord(key, RecordStatus.IN_PROGRESS, None)
 
-        return self._try(remote, lambda: self._local.claim(key, owner, in_progress_ttl_s))
+        holder = self._try(remote, lambda: None)
+        if holder is not None:
+            self._local.release(key, owner)
+        return holder
 
     def complete(
         self,
@@ -249,11 +256,12 @@ class RedisStore(IdempotencyStore):
 
     def fail(self, key: str, owner: str, *, code: str, message: str, ttl_s: float) -> None:
         record = IdempotencyRecord(key, RecordStatus.FAILED, owner, code=code, message=message)
+        self._local.fail(key, owner, code=code, message=message, ttl_s=ttl_s)
         self._try(
             lambda: self._if_owner(
                 keys=[self._records + key], args=[owner, record.to_json(), _ms(ttl_s)]
             ),
-            lambda: self._local.fail(key, owner, code=code, message=message, ttl_s=ttl_s),
+            lambda: None,
         )
 
     def release(self, key: str, owner: str) -> None:
@@ -268,7 +276,8 @@ class RedisStore(IdempotencyStore):
             current = self._client.get(self._records + key)
             return None if current is None else IdempotencyRecord.from_json(current)
 
-        return self._try(remote, lambda: self._local.get(key))
+        shared: IdempotencyRecord | None = self._try(remote, lambda: None)
+        return shared if shared is not None else self._local.get(key)
 
     def seen_before(self, key: str, ttl_s: float) -> bool:
         return self._try(

@@ -131,4 +131,5 @@ def start_invocation(context: Any, started: float | None = None) -> Invocation:
         request_id=str(getattr(context, "request_id", "") or "local"),
         credentials=credentials_from(context),
         deadline=started + max(timeout - reserve, timeout / 2),
+        finish_by=started + timeout - min(0.5, timeout * 0.05),
     )

@@ -105,8 +105,8 @@ def _handle(event: bytes | str, context: Any, started: float) -> dict[str, Any]:
     outcome = runtime.binder.bind(
         bind_request, event_id=webhook_id or inv.request_id, source="http", inv=inv
     )
-    for future in runtime.dispatcher.deliver(outcome, inv.credentials):
-        future.result()
+    deliveries = runtime.dispatcher.deliver(outcome, inv.credentials, inv.finish_by)
+    runtime.dispatcher.settle(deliveries, inv.finish_by)
     return _answer(runtime, outcome, webhook_id)
 
 

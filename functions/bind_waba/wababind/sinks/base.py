@@ -7,6 +7,8 @@ from typing import Protocol
 from wababind.credentials import Credentials
 from wababind.outcome import Outcome
 
+TOO_LATE = "not delivered before the function timeout"
+
 
 class SinkError(Exception):
     """A sink could not deliver an outcome; `reason` is safe to log (no secrets)."""
@@ -19,6 +21,8 @@ class SinkError(Exception):
 class Sink(Protocol):
     name: str
 
-    def send(self, outcome: Outcome, credentials: Credentials | None) -> None:
-        """Deliver one outcome, or raise SinkError. Must return within its own timeout."""
+    def send(
+        self, outcome: Outcome, credentials: Credentials | None, deadline: float | None = None
+    ) -> None:
+        """Deliver one outcome, or raise SinkError; give up by `deadline` (monotonic), if given."""
         ...

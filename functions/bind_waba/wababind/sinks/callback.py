@@ -23,11 +23,12 @@ from urllib.parse import urlsplit
 
 from wababind.credentials import Credentials
 from wababind.outcome import Outcome, iso
-from wababind.sinks.base import SinkError
+from wababind.sinks.base import TOO_LATE, SinkError
 from wababind.ssrf import SsrfError, callback_url_problem, normalize_host, resolve_public
 
 USER_AGENT = "wababind-callback/1"
 MAX_RESPONSE_BYTES = 64 * 1024
+MIN_ATTEMPT_S = 0.05  # no point starting a POST with less time than this left
 
 
 def webhook_id(outcome: Outcome) -> str:
@@ -51,6 +52,9 @@ class _Attempt:
     status: int | None
     retry_after_s: float | None = None
     error: str = ""
+
+    def describe(self) -> str:
+        return self.error if self.status is None else f"answered {self.status}"
 
 
 def _connect(addresses: list[str], port: int, timeout: float) -> socket.socket:
@@ -157,7 +161,9 @@ class CallbackSink:
         self._ssl_context = ssl_context
         self._sleep = sleep
 
-    def send(self, outcome: Outcome, credentials: Credentials | None) -> None:
+    def send(
+        self, outcome: Outcome, credentials: Credentials | None, deadline: float | None = None
+    ) -> None:
         url = outcome.callback_url or self._default_url
         if not url:
             raise SinkError("no callback URL")
@@ -177,7 +183,12 @@ class CallbackSink:
         msg_id = webhook_id(outcome)
         attempt = _Attempt(None)
         for number in range(1, self._max_attempts + 1):
-            attempt = self._post(target, addresses, msg_id, body)
+            timeout_s = self._timeout_s
+            if deadline is not None:
+                timeout_s = min(timeout_s, deadline - time.monotonic())
+                if timeout_s < MIN_ATTEMPT_S:
+                    raise SinkError(f"{TOO_LATE} (after {number - 1} attempts)")
+            attempt = self._post(target, addresses, msg_id, body, timeout_s)
             if attempt.status is not None and 200 <= attempt.status < 300:
                 return
             if attempt.status is not None and 300 <= attempt.status < 400:
@@ -188,7 +199,10 @@ class CallbackSink:
             if not retryable:
                 raise SinkError(f"callback receiver answered {attempt.status}; not retried")
             if number < self._max_attempts:
-                self._sleep(self._delay(number, attempt.retry_after_s))
+                pause = self._delay(number, attempt.retry_after_s)
+                if deadline is not None and time.monotonic() + pause + MIN_ATTEMPT_S > deadline:
+                    raise SinkError(f"{TOO_LATE} (after {number} attempts: {attempt.describe()})")
+                self._sleep(pause)
         if attempt.status is None:
             raise SinkError(f"callback failed after {self._max_attempts} attempts: {attempt.error}")
         raise SinkError(
@@ -216,13 +230,17 @@ class CallbackSink:
             delay = max(delay, retry_after_s)
         return min(delay, self._max_backoff_s)
 
-    def _connection(self, target: _Target, addresses: list[str]) -> http.client.HTTPConnection:
+    def _connection(
+        self, target: _Target, addresses: list[str], timeout_s: float
+    ) -> http.client.HTTPConnection:
         if target.scheme == "http":
-            return _PinnedHTTPConnection(target.host, target.port, addresses, self._timeout_s)
+            return _PinnedHTTPConnection(target.host, target.port, addresses, timeout_s)
         context = self._ssl_context or ssl.create_default_context()
-        return _PinnedHTTPSConnection(target.host, target.port, addresses, self._timeout_s, context)
+        return _PinnedHTTPSConnection(target.host, target.port, addresses, timeout_s, context)
 
-    def _post(self, target: _Target, addresses: list[str], msg_id: str, body: str) -> _Attempt:
+    def _post(
+        self, target: _Target, addresses: list[str], msg_id: str, body: str, timeout_s: float
+    ) -> _Attempt:
         assert self._webhook is not None
         now = datetime.now(timezone.utc)
         headers = {
@@ -232,7 +250,7 @@ class CallbackSink:
             "webhook-timestamp": str(int(now.timestamp())),
             "webhook-signature": self._webhook.sign(msg_id, now, body),
         }
-        conn = self._connection(target, addresses)
+        conn = self._connection(target, addresses, timeout_s)
         try:
             conn.request("POST", target.path, body=body.encode("utf-8"), headers=headers)
             response = conn.getresponse()

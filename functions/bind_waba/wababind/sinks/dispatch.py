@@ -2,13 +2,34 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
+from dataclasses import dataclass, field
 
 from wababind.credentials import Credentials
 from wababind.outcome import Outcome
-from wababind.sinks.base import Sink, SinkError
+from wababind.sinks.base import TOO_LATE, Sink, SinkError
 from wababind.sinks.log import log_undelivered
+
+
+@dataclass
+class Delivery:
+    """One outcome on its way to one network sink; settled once, by the sink or by the clock."""
+
+    outcome: Outcome
+    sink: str
+    future: Future[None] | None = None
+    _settled: bool = False
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def settle(self) -> bool:
+        """True for the first caller only: the undelivered line is written at most once."""
+        with self._lock:
+            first, self._settled = not self._settled, True
+            return first
 
 
 class Dispatcher:
@@ -19,19 +40,43 @@ class Dispatcher:
         self._remote = [s for s in sinks if s.name != "log"]
         self._pool = ThreadPoolExecutor(workers, "sink") if self._remote else None
 
-    def deliver(self, outcome: Outcome, credentials: Credentials | None) -> list[Future[None]]:
-        """Start delivery; the caller waits on the futures before the invocation returns."""
+    def deliver(
+        self, outcome: Outcome, credentials: Credentials | None, deadline: float | None = None
+    ) -> list[Delivery]:
+        """Start delivery; the handler passes the result to `settle` before it returns."""
         for sink in self._inline:
             sink.send(outcome, credentials)
         if self._pool is None:
             return []
-        return [self._pool.submit(_send, s, outcome, credentials) for s in self._remote]
+        deliveries = []
+        for sink in self._remote:
+            delivery = Delivery(outcome, sink.name)
+            delivery.future = self._pool.submit(_send, sink, delivery, credentials, deadline)
+            deliveries.append(delivery)
+        return deliveries
+
+    @staticmethod
+    def settle(deliveries: Sequence[Delivery], deadline: float) -> None:
+        """Wait for the deliveries until `deadline` (FC freezes or kills us after it); whatever
+        is still under way then goes to the log as undelivered, so no outcome is lost."""
+        futures = [d.future for d in deliveries if d.future is not None]
+        wait_for(futures, timeout=max(0.0, deadline - time.monotonic()))
+        for delivery in deliveries:
+            if delivery.future is not None and not delivery.future.done() and delivery.settle():
+                log_undelivered(delivery.outcome, delivery.sink, TOO_LATE)
 
 
-def _send(sink: Sink, outcome: Outcome, credentials: Credentials | None) -> None:
+def _send(
+    sink: Sink, delivery: Delivery, credentials: Credentials | None, deadline: float | None
+) -> None:
     try:
-        sink.send(outcome, credentials)
+        sink.send(delivery.outcome, credentials, deadline)
     except SinkError as exc:
-        log_undelivered(outcome, sink.name, exc.reason)
+        if delivery.settle():
+            log_undelivered(delivery.outcome, delivery.sink, exc.reason)
+        return
     except Exception as exc:  # a sink bug must not lose the outcome
-        log_undelivered(outcome, sink.name, f"unexpected {type(exc).__name__}")
+        if delivery.settle():
+            log_undelivered(delivery.outcome, delivery.sink, f"unexpected {type(exc).__name__}")
+        return
+    delivery.settle()

@@ -23,7 +23,9 @@ def write_line(line: str) -> None:
 class LogSink:
     name = "log"
 
-    def send(self, outcome: Outcome, credentials: Credentials | None) -> None:
+    def send(
+        self, outcome: Outcome, credentials: Credentials | None, deadline: float | None = None
+    ) -> None:
         write_line(outcome.to_json())
 
 

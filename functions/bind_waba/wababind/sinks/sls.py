@@ -112,7 +112,9 @@ class SlsSink:
         self._clients: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
 
-    def send(self, outcome: Outcome, credentials: Credentials | None) -> None:
+    def send(
+        self, outcome: Outcome, credentials: Credentials | None, deadline: float | None = None
+    ) -> None:
         if credentials is None or not credentials.access_key_secret:
             raise SinkError("no AccessKey for SLS (the function needs a role)")
         from aliyun.log import LogItem, PutLogsRequest
@@ -136,7 +138,10 @@ class SlsSink:
                 error = exc
             if not _is_retryable(error) or number == self._max_attempts:
                 raise SinkError(safe_reason(error)) from None
-            self._sleep(self._backoff_s * 2 ** (number - 1))
+            pause = self._backoff_s * 2 ** (number - 1)
+            if deadline is not None and time.monotonic() + pause >= deadline:
+                raise SinkError(f"{safe_reason(error)}; no time left to retry") from None
+            self._sleep(pause)
 
     def _client(self, credentials: Credentials) -> Any:
         key = (
