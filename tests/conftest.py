@@ -7,3 +7,13 @@ pytest_plugins = [
     "tests.fixtures.handlers",
     "tests.fixtures.fc",
 ]
+
+# Fuzzing in `make test` is repeatable (the same examples every run, so CI cannot flake);
+# HYPOTHESIS_PROFILE=explore searches new examples each run.
+import os  # noqa: E402
+
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("repeatable", derandomize=True, print_blob=True)
+settings.register_profile("explore", derandomize=False, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))

@@ -1,0 +1,192 @@
+"""`make bench`: its statistics on fixed data, its verdicts, and a tiny end-to-end run."""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from wababind_local import bench
+from wababind_local.cams_simulator import DEFAULT_KEY, DEFAULT_STS_KEY
+
+
+def test_percentile_interpolates_between_closest_ranks():
+    data = [10.0, 1.0, 9.0, 2.0, 8.0, 3.0, 7.0, 4.0, 6.0, 5.0]
+    assert bench.percentile(data, 50) == 5.5
+    assert bench.percentile(data, 95) == pytest.approx(9.55)
+    assert bench.percentile(data, 0) == 1.0
+    assert bench.percentile(data, 100) == 10.0
+    assert bench.percentile([4.0], 95) == 4.0
+    assert bench.percentile([1.0, 2.0, 3.0], 50) == 2.0
+    assert math.isnan(bench.percentile([], 50))
+    with pytest.raises(ValueError):
+        bench.percentile(data, 101)
+
+
+def test_max_in_window_counts_half_open_windows():
+    assert bench.max_in_window([]) == 0
+    assert bench.max_in_window([0.0, 0.5, 0.999]) == 3
+    assert bench.max_in_window([0.0, 0.5, 1.0]) == 2  # 1.0 falls outside [0, 1)
+    assert bench.max_in_window([2.0, 0.1, 0.2, 1.15, 1.19]) == 3  # unsorted input
+    assert bench.max_in_window([0.0, 0.3, 0.6], window_s=0.5) == 2
+    assert bench.max_in_window([5.0] * 4) == 4
+
+
+def test_calls_spaced_at_the_limiters_interval_never_fill_a_window_past_the_quota():
+    qps = 10
+    times = [i * 1.02 / qps for i in range(100)]
+    assert bench.max_in_window(times) == qps
+    assert bench.max_in_window([i * 0.99 / qps for i in range(100)]) == qps + 1
+
+
+IMPORTTIME = """\
+import time: self [us] | cumulative | imported package
+import time:       100 |        100 |   _io
+import time:       500 |        500 |       pydantic._internal
+import time:      2000 |       2500 |     pydantic
+import time:      1000 |       1000 |     annotated_types
+import time:      3000 |       6500 |   wababind.events
+import time:       700 |        700 |         aliyunsdkcore.vendored
+import time:      4000 |       4700 |       aliyunsdkcore
+import time:       300 |        300 |       pydantic
+import time:       200 |       5200 |     wababind.cams
+import time:       100 |       5300 |   wababind.binder
+import time:       400 |      12200 | index
+import time:        50 |         50 | unrelated
+"""
+
+
+def test_import_breakdown_charges_each_package_to_its_first_importer():
+    rows = bench.import_breakdown(IMPORTTIME, "index")
+    by_package = {package: (ms, by) for package, ms, by in rows}
+    assert by_package["aliyunsdkcore"] == (pytest.approx(4.7), "wababind.cams")
+    assert by_package["pydantic"][1] == "wababind.events"
+    assert by_package["pydantic"][0] == pytest.approx(2.8)  # 2.5 + a later 0.3
+    assert by_package["annotated_types"] == (pytest.approx(1.0), "wababind.events")
+    own_ms = by_package["index/wababind (module bodies)"][0]
+    assert own_ms == pytest.approx(0.4 + 3.0 + 0.1 + 0.2)
+    assert "_io" in by_package and "unrelated" not in by_package
+    assert [ms for _, ms, _ in rows] == sorted((ms for _, ms, _ in rows), reverse=True)
+    assert bench.import_breakdown(IMPORTTIME, "missing") == []
+
+
+def _config() -> bench.Config:
+    return bench.parse_args(["--qps", "10", "--out", "/dev/null"])
+
+
+def _run(batch: int, wall_s: float, calls: int, throttled: int, max_window: int, latency_ms=200.0):
+    return bench.Run(
+        latency_ms=latency_ms,
+        batch=batch,
+        processes=1,
+        wall_s=wall_s,
+        statuses=Counter(bound=batch),
+        durations_s=[0.5] * batch,
+        calls=calls,
+        throttled=throttled,
+        max_window=max_window,
+    )
+
+
+def test_the_defaults_are_the_issues_matrix_and_targets_apply_to_its_middle_cell():
+    config = bench.parse_args([])
+    assert config.qps == 10
+    assert config.latencies_ms == (50.0, 200.0, 500.0)
+    assert config.batches == (50, 300, 1000)
+    assert config.processes == 4
+    assert config.target_cell == (200.0, 300)
+    quick = bench.parse_args(["--quick"])
+    assert max(quick.batches) < max(config.batches) and quick.quick
+
+
+def test_targets_pass_and_fail_on_fixed_measurements():
+    config = _config()
+    good = _run(300, 30.7, 300, 0, 10)  # 9.77 binds/s at a quota of 10
+    shared_good = _run(600, 62.0, 600, 0, 10)
+    cold = bench.ColdStart(handler_s=[0.08, 0.09, 0.10], tea_s=[0.25, 0.24, 0.26])
+    verdicts = [t.passed for t in bench.evaluate(config, [good], shared_good, cold)]
+    assert verdicts == [True, True, True, True, True]
+
+    slow = _run(300, 32.0, 310, 10, 10)  # 0.94x, 3.2 % throttled
+    shared_bad = _run(600, 66.0, 610, 10, 11)  # 0.91x, one window of 11 calls
+    slow_import = bench.ColdStart(handler_s=[0.12], tea_s=[0.24])
+    verdicts = [t.passed for t in bench.evaluate(config, [slow], shared_bad, slow_import)]
+    assert verdicts == [False, False, False, False, False]
+
+
+def test_targets_without_their_measurement_are_not_measured_not_failed():
+    config = _config()
+    other_cell = _run(50, 5.5, 50, 0, 10, latency_ms=50.0)
+    no_tea = bench.ColdStart(handler_s=[0.1], tea_problem="not installed")
+    targets = bench.evaluate(config, [other_cell], None, no_tea)
+    assert [t.passed for t in targets] == [None] * 5
+    text = bench.render(config, [other_cell], None, "redis-server missing", no_tea, targets, 1.0)
+    assert "Not run: redis-server missing." in text
+    assert "not installed" in text
+    assert "0 of 5 targets met." in text
+
+
+def _tables(text: str) -> dict[str, list[dict[str, str]]]:
+    """Every markdown table under its `##` heading, as rows keyed by the header."""
+    tables: dict[str, list[dict[str, str]]] = {}
+    heading, header = "", None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            heading, header = line[3:], None
+        elif line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if header is None:
+                header = cells
+                tables.setdefault(heading, [])
+            else:
+                tables[heading].append(dict(zip(header, cells, strict=True)))
+        elif not line.startswith("|"):
+            header = None
+    return tables
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsys):
+    out = tmp_path / "bench" / "results.md"
+    args = ["--quick", "--qps", "100", "--latencies-ms", "0,20", "--batches", "3,8"]
+    args += ["--processes", "2", "--process-batch", "6", "--cold-reps", "1", "--no-install"]
+    assert bench.main([*args, "--out", str(out)]) == 0
+
+    text = out.read_text(encoding="utf-8")
+    printed = capsys.readouterr().out
+    assert text in printed  # the table is printed too
+    assert "WabaBindOutcome" not in printed  # the handler's outcome lines were kept off stdout
+    for secret in (DEFAULT_KEY.access_key_secret, DEFAULT_STS_KEY.access_key_secret):
+        assert secret not in printed
+    assert str(DEFAULT_STS_KEY.security_token) not in printed
+    assert "Traceback" not in printed
+
+    tables = _tables(text)
+    matrix = tables["One process (in-process limiter)"]
+    assert list(matrix[0]) == list(bench.MATRIX_HEADER)
+    cells = {(row["CAMS latency (ms)"], row["batch"]): row for row in matrix}
+    assert set(cells) == {("0", "3"), ("0", "8"), ("20", "3"), ("20", "8")}
+    for (_, batch), row in cells.items():
+        assert row["bound"] == batch and row["failed"] == "0"
+        assert int(row["CAMS calls"]) >= int(batch)
+        assert row["x quota"].endswith("x") and row["throttled"].endswith("%")
+        assert float(row["p95 per bind (s)"]) >= float(row["p50 per bind (s)"]) >= 0
+
+    (shared,) = tables["2 processes sharing one redis-server"]
+    assert list(shared) == list(bench.SHARED_HEADER)
+    assert shared["bound"] == "12" and shared["failed"] == "0"
+    assert int(shared["max calls in any 1-s window"]) >= 1
+
+    cold = tables["Cold start"]
+    assert cold[0]["import, fresh interpreter"].startswith("`index`")
+    assert float(cold[0]["median (ms)"]) > 0
+    assert any("Tea SDK" in row.get("import, fresh interpreter", "") for row in cold)
+
+    targets = tables["Targets"]
+    assert len(targets) == 5
+    assert all(row["result"] in ("PASS", "**FAIL**", "not measured") for row in targets)
+    assert targets[0]["target"].startswith("one process, 8 binds at 20 ms")
+    assert "Quick run" in text
