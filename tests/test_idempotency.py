@@ -9,7 +9,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from wababind import idempotency
 from wababind.idempotency import (
     IdempotencyRecord,
     IdempotencyStore,
@@ -128,8 +127,8 @@ def test_redis_records_are_shared_between_instances(redis_url):
 def test_a_redis_outage_degrades_to_memory_and_keeps_completed_records(
     redis_server, monkeypatch, capsys
 ):
-    monkeypatch.setattr(idempotency, "REDIS_RETRY_AFTER_S", 0.2)
     store = RedisStore(redis_client(redis_server.url))
+    store.health.retry_after_s = 0.2
     store.claim("w1", "a", 30)
     store.complete("w1", "a", cust_space_id="cs-1", request_id="R", ttl_s=60)
 

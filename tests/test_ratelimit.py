@@ -12,17 +12,7 @@ import pytest
 
 from wababind import ratelimit
 from wababind.ratelimit import LocalRateLimiter, RedisRateLimiter, make_rate_limiter, redis_client
-
-
-def max_in_window(times: list[float], window_s: float = 1.0) -> int:
-    """The most grants that fall in any half-open window [t, t + window_s)."""
-    times = sorted(times)
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while times[lo] <= t - window_s:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
+from wababind_local.cams_simulator import max_in_window
 
 
 def grant_times(limiter: Any, threads: int, per_thread: int) -> list[float]:
@@ -111,8 +101,8 @@ def test_redis_limiter_shares_the_quota_across_processes(redis_url):
 
 
 def test_redis_limiter_degrades_when_redis_stops_and_recovers(redis_server, monkeypatch, capsys):
-    monkeypatch.setattr(ratelimit, "REDIS_RETRY_AFTER_S", 0.2)
     limiter = RedisRateLimiter(redis_client(redis_server.url), qps=100)
+    limiter.health.retry_after_s = 0.2
     assert limiter.acquire(time.monotonic() + 5) and not limiter.degraded
 
     redis_server.stop()

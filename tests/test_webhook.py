@@ -10,31 +10,13 @@ import pytest
 
 from index import http_handler
 from tests.fixtures.handlers import (
+    OUTCOME_FIELDS,
     http_event,
     outcome_lines,
     signed_event,
     signed_headers,
 )
 from wababind_local.cams_simulator import Fault
-
-OUTCOME_FIELDS = {
-    "Kind",
-    "EventId",
-    "Source",
-    "WabaId",
-    "Reference",
-    "Status",
-    "CustSpaceId",
-    "Code",
-    "Message",
-    "RequestId",
-    "AccessDeniedDetail",
-    "Retryable",
-    "Attempts",
-    "StartedAt",
-    "FinishedAt",
-    "DurationMs",
-}
 
 
 def call(event: bytes, context: Any) -> tuple[int, dict[str, str], dict[str, Any]]:

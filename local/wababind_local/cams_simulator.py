@@ -364,6 +364,17 @@ def _access_denied_detail(key: SimKey) -> dict[str, str]:
     }
 
 
+def max_in_window(times: list[float], window_s: float = 1.0) -> int:
+    """The most of `times` that fall in any half-open window [t, t + window_s)."""
+    times = sorted(times)
+    best, lo = 0, 0
+    for hi, at in enumerate(times):
+        while times[lo] <= at - window_s:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
 class CamsSimulator:
     """A threaded HTTP server on loopback; all state sits behind one lock."""
 
@@ -530,12 +541,7 @@ class CamsSimulator:
             times = [
                 c.at for c in self._calls if not c.throttled and (code is None or c.code == code)
             ]
-        best, lo = 0, 0
-        for hi, at in enumerate(times):
-            while times[lo] <= at - window_s:
-                lo += 1
-            best = max(best, hi - lo + 1)
-        return best
+        return max_in_window(times, window_s)
 
     def summary(self, waba_id: str | None = None, code: str | None = None) -> dict[str, Any]:
         """Counts for the control API."""

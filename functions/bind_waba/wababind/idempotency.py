@@ -21,13 +21,14 @@ import json
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any
+from typing import Any, TypeVar
 
-from wababind import applog
+from wababind.fallback import RedisFallback
 
-REDIS_RETRY_AFTER_S = 5.0
+T = TypeVar("T")
 
 
 class RecordStatus(str, Enum):
@@ -206,8 +207,11 @@ class RedisStore(IdempotencyStore):
         self._seen = prefix + "seen:"
         self._if_owner = client.register_script(_IF_OWNER)
         self._local = InMemoryStore()
-        self._lock = threading.Lock()
-        self._degraded_until: float | None = None
+        self.health = RedisFallback(
+            "idempotency",
+            "Redis unreachable: idempotency records kept in this instance only",
+            "Redis reachable again: shared idempotency resumed",
+        )
 
     def claim(self, key: str, owner: str, in_progress_ttl_s: float) -> IdempotencyRecord | None:
         # The claim is taken here first, then in Redis: threads of this instance never race
@@ -289,32 +293,16 @@ class RedisStore(IdempotencyStore):
         self._local.forget(key)
         self._try(lambda: self._client.delete(self._seen + key), lambda: None)
 
-    def _try(self, remote: Any, local: Any) -> Any:
-        with self._lock:
-            degraded = self._degraded_until is not None and time.monotonic() < self._degraded_until
-        if degraded:
+    def _try(self, remote: Callable[[], T], local: Callable[[], T]) -> T:
+        """Redis, or this instance's memory while Redis is failing."""
+        if self.health.active():
             return local()
         try:
             result = remote()
-        except Exception as exc:
-            with self._lock:
-                first = self._degraded_until is None
-                self._degraded_until = time.monotonic() + REDIS_RETRY_AFTER_S
-            if first:
-                applog.log(
-                    "WARNING",
-                    "Redis unreachable: idempotency records kept in this instance only",
-                    Component="idempotency",
-                    Error=type(exc).__name__,
-                )
+        except Exception as exc:  # any Redis failure means: degrade, never fail
+            self.health.failed(exc)
             return local()
-        with self._lock:
-            recovered = self._degraded_until is not None
-            self._degraded_until = None
-        if recovered:
-            applog.log(
-                "INFO", "Redis reachable again: shared idempotency resumed", Component="idempotency"
-            )
+        self.health.succeeded()
         return result
 
 

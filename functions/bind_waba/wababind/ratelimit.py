@@ -12,13 +12,12 @@ import threading
 import time
 from typing import Any, Protocol
 
-from wababind import applog
+from wababind.fallback import RedisFallback
 
 # Slots are spaced 2 % wider than 1/qps: network jitter can bunch calls that left us evenly
 # spaced, and CAMS counts their arrival, not our departure.
 SAFETY = 1.02
 PENALTY_SLOTS = 3  # a System.LimitControl answer pushes the next slot this many intervals out
-REDIS_RETRY_AFTER_S = 5.0  # after a Redis error, stay on the local limiter this long
 DEFAULT_KEY = "wababind:ratelimit:cams"
 
 
@@ -89,25 +88,28 @@ class RedisRateLimiter:
         self._interval_us = int(SAFETY / qps * 1_000_000)
         self._script = client.register_script(_ACQUIRE)
         self._fallback = LocalRateLimiter(qps * fallback_share)
-        self._lock = threading.Lock()
-        self._degraded_until: float | None = None
+        self.health = RedisFallback(
+            "ratelimit",
+            "Redis unreachable: rate limiting in-process at a conservative share of the quota",
+            "Redis reachable again: shared rate limiting resumed",
+        )
 
     @property
     def degraded(self) -> bool:
-        return self._degraded_until is not None
+        return self.health.degraded
 
     def acquire(self, deadline: float) -> bool:
-        if self._use_fallback():
+        if self.health.active():
             return self._fallback.acquire(deadline)
         max_wait_us = int((deadline - time.monotonic()) * 1_000_000)
         if max_wait_us < 0:
             return False
         try:
             wait_us = int(self._script(keys=[self._key], args=[self._interval_us, max_wait_us, 0]))
-        except Exception as exc:
-            self._degrade(exc)
+        except Exception as exc:  # any Redis failure means: degrade, never fail
+            self.health.failed(exc)
             return self._fallback.acquire(deadline)
-        self._recovered()
+        self.health.succeeded()
         if wait_us < 0:
             return False
         if wait_us:
@@ -115,39 +117,14 @@ class RedisRateLimiter:
         return True
 
     def penalize(self) -> None:
-        if self._use_fallback():
+        if self.health.active():
             self._fallback.penalize()
             return
         try:
             self._script(keys=[self._key], args=[0, 1 << 62, PENALTY_SLOTS * self._interval_us])
-        except Exception as exc:
-            self._degrade(exc)
+        except Exception as exc:  # any Redis failure means: degrade, never fail
+            self.health.failed(exc)
             self._fallback.penalize()
-
-    def _use_fallback(self) -> bool:
-        with self._lock:
-            return self._degraded_until is not None and time.monotonic() < self._degraded_until
-
-    def _degrade(self, exc: BaseException) -> None:
-        with self._lock:
-            first = self._degraded_until is None
-            self._degraded_until = time.monotonic() + REDIS_RETRY_AFTER_S
-        if first:
-            applog.log(
-                "WARNING",
-                "Redis unreachable: rate limiting in-process at a conservative share of the quota",
-                Component="ratelimit",
-                Error=type(exc).__name__,
-            )
-
-    def _recovered(self) -> None:
-        with self._lock:
-            if self._degraded_until is None:
-                return
-            self._degraded_until = None
-        applog.log(
-            "INFO", "Redis reachable again: shared rate limiting resumed", Component="ratelimit"
-        )
 
 
 def make_rate_limiter(qps: float, client: Any | None) -> RateLimiter:
