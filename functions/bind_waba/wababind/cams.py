@@ -6,12 +6,8 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
-
-from aliyunsdkcore.acs_exception.exceptions import ClientException
-from aliyunsdkcore.auth.credentials import AccessKeyCredential, StsTokenCredential
-from aliyunsdkcore.client import AcsClient
-from aliyunsdkcore.request import CommonRequest
 
 from wababind.config import CamsEndpoint
 from wababind.credentials import Credentials
@@ -22,13 +18,27 @@ RETRYABLE_CODES = frozenset({"System.LimitControl", "ServiceUnavailable", "Inter
 THROTTLE_CODES = frozenset({"System.LimitControl"})
 MAX_MESSAGE = 512
 
-# The SDK logs every error answer at ERROR level, and CAMS's SignatureDoesNotMatch message
-# carries the server's string-to-sign, SecurityToken included: keep the SDK's logs off.
-_sdk_log = logging.getLogger("aliyunsdkcore")
-_sdk_log.addHandler(logging.NullHandler())
-_sdk_log.setLevel(logging.CRITICAL + 1)
-_sdk_log.propagate = False
-logging.getLogger("aliyunsdkcore.http.http_response").handlers.clear()
+_sdk_lock = threading.Lock()
+
+
+def _sdk() -> ModuleType:
+    """aliyun-python-sdk-core, imported at the first CAMS call: it is half of our import time,
+    and requests that are refused or answered as duplicates never need it."""
+    with _sdk_lock:
+        import aliyunsdkcore.acs_exception.exceptions
+        import aliyunsdkcore.auth.credentials
+        import aliyunsdkcore.client
+        import aliyunsdkcore.request
+
+        # The SDK logs every error answer at ERROR level, and CAMS's SignatureDoesNotMatch
+        # message carries the server's string-to-sign, SecurityToken included: keep it quiet.
+        sdk_log = logging.getLogger("aliyunsdkcore")
+        if not sdk_log.handlers:
+            sdk_log.addHandler(logging.NullHandler())
+        sdk_log.setLevel(logging.CRITICAL + 1)
+        sdk_log.propagate = False
+        logging.getLogger("aliyunsdkcore.http.http_response").handlers.clear()
+        return aliyunsdkcore
 
 
 @dataclass(frozen=True)
@@ -69,20 +79,23 @@ class CamsClient:
         self._timeout_s = timeout_s
         self._pool_size = pool_size
         self._lock = threading.Lock()
-        self._clients: dict[Credentials, AcsClient] = {}
+        self._clients: dict[Credentials, Any] = {}  # AcsClient per key
 
-    def _client(self, creds: Credentials) -> AcsClient:
+    def _client(self, creds: Credentials) -> Any:
+        sdk = _sdk()
         with self._lock:
             client = self._clients.get(creds)
             if client is None:
                 credential: Any = (
-                    StsTokenCredential(
+                    sdk.auth.credentials.StsTokenCredential(
                         creds.access_key_id, creds.access_key_secret, creds.security_token
                     )
                     if creds.security_token
-                    else AccessKeyCredential(creds.access_key_id, creds.access_key_secret)
+                    else sdk.auth.credentials.AccessKeyCredential(
+                        creds.access_key_id, creds.access_key_secret
+                    )
                 )
-                client = AcsClient(
+                client = sdk.client.AcsClient(
                     region_id=self._region,
                     credential=credential,
                     auto_retry=False,  # wababind.binder owns retries, bounded by the deadline
@@ -99,7 +112,8 @@ class CamsClient:
 
     def bind_waba(self, waba_id: str, creds: Credentials, timeout_s: float) -> CallResult:
         """One signed call; never raises for anything CAMS or the network does."""
-        request = CommonRequest(
+        sdk = _sdk()
+        request = sdk.request.CommonRequest(
             domain=self._endpoint.host, version=VERSION, action_name=ACTION, product=PRODUCT
         )
         request.set_protocol_type(self._endpoint.scheme)
@@ -112,14 +126,14 @@ class CamsClient:
             # The public do_action_with_exception drops the body of an error answer, and with it
             # AccessDeniedDetail; this returns status and body for every answer.
             status, _headers, body, _exc = self._client(creds)._implementation_of_do_action(request)
-        except ClientException as exc:
+        except sdk.acs_exception.exceptions.ClientException as exc:
             if exc.get_error_code() == "SDK.HttpError":
                 return BindError(CAMS_UNREACHABLE, _network_message(exc), retryable=True)
             return BindError(exc.get_error_code(), safe_message(exc.get_error_msg()), False)
         return parse_answer(status, body)
 
 
-def _network_message(exc: ClientException) -> str:
+def _network_message(exc: Any) -> str:
     text = str(exc.get_error_msg())
     if "timed out" in text.lower():
         return "CAMS did not answer within the timeout"
