@@ -135,3 +135,10 @@ def test_every_outcome_has_every_field(wababind_env, context):
     for record in summary["Outcomes"]:
         assert set(record) == OUTCOME_FIELDS
         assert record["Kind"] == "WabaBindOutcome" and record["Source"] == "direct"
+
+
+@pytest.mark.parametrize(("qps", "workers"), [(1, 4), (10, 15), (20, 30), (100, 32)])
+def test_batches_bind_with_just_enough_concurrency_to_fill_the_quota(qps, workers):
+    from wababind.runtime import batch_workers
+
+    assert batch_workers(qps) == workers

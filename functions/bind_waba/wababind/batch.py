@@ -12,7 +12,7 @@ from wababind.errors import INVALID_MESSAGE, RetryableBatchError
 from wababind.events import QueueMessage, parse_mq_event
 from wababind.models import parse_bind_request
 from wababind.outcome import Outcome, utcnow
-from wababind.runtime import BATCH_WORKERS, Runtime, get_runtime, start_invocation
+from wababind.runtime import Runtime, get_runtime, start_invocation
 from wababind.sinks.dispatch import Delivery
 
 
@@ -29,7 +29,7 @@ def mq_handler(event: bytes | str, context: Any) -> str:
         deliveries.extend(runtime.dispatcher.deliver(outcome, inv.credentials, inv.finish_by))
         return outcome
 
-    workers = max(1, min(BATCH_WORKERS, len(messages)))
+    workers = max(1, min(runtime.workers, len(messages)))
     with ThreadPoolExecutor(workers, "bind") as pool:
         outcomes = list(pool.map(bind_one, messages))
     runtime.dispatcher.settle(deliveries, inv.finish_by)
