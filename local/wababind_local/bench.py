@@ -743,6 +743,10 @@ def render(
 ) -> str:
     """bench/results.md: the run, the three tables, the targets."""
     quota = config.qps
+    _product_path()
+    from wababind.runtime import batch_workers
+
+    workers = batch_workers(quota)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     lines = [
         "# wababind benchmark",
@@ -825,8 +829,8 @@ def render(
         f"{WINDOW_GAP_S:g} s so its call leaves the 1-s window) against a fresh simulator.",
         "- throttled = CAMS calls answered `System.LimitControl` ÷ CAMS calls of the load.",
         "- time per bind = each outcome's `DurationMs`, waiting for a quota slot included: in a "
-        "long batch each of the handler's 32 workers queues behind the others, so a bind takes "
-        "about 32 slots (32 x 1.02 / quota s), times the number of processes sharing the quota.",
+        f"long batch each of the handler's {workers} workers (1.5 x quota) queues behind the "
+        f"others, so a bind takes about {workers} slots, times the processes sharing the quota.",
         "- max calls in a 1-s window counts every call the simulator saw in the run (warm-ups "
         "and throttled calls included), over half-open windows [t, t + 1 s).",
         "- cold start = median `time.perf_counter()` around the import in fresh interpreters "
