@@ -83,13 +83,19 @@ def sls_methods_called() -> set[str]:
     return called
 
 
+def _callee(call: ast.Call) -> str:
+    """The called name, bare (`CommonRequest(...)`) or qualified (`sdk.request.CommonRequest`)."""
+    func = call.func
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+
+
 def cams_actions_called() -> set[str]:
     """`cams:<Action>` for every CommonRequest the function code builds."""
     names = {"ACTION": cams.ACTION, "PRODUCT": cams.PRODUCT}
     actions = set()
     for path, tree in code_modules():
         for node in ast.walk(tree):
-            if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "CommonRequest"):
+            if not (isinstance(node, ast.Call) and _callee(node) == "CommonRequest"):
                 continue
             kw = {k.arg: k.value for k in node.keywords}
             values = []
