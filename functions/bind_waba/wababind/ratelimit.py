@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from wababind.fallback import RedisFallback
@@ -25,7 +26,29 @@ PENALTY_SLOTS = 3  # a System.LimitControl answer pushes the next slot this many
 DEFAULT_KEY = "wababind:ratelimit:cams"
 
 
+@dataclass(frozen=True)
+class Slot:
+    """A granted call slot: when it starts, on the granting limiter's clock (s), and how long
+    the caller still has to wait for it."""
+
+    at: float
+    wait_s: float
+
+
+def wait_for(slot: Slot | None) -> bool:
+    """Sleep until `slot` starts; False if there is no slot."""
+    if slot is None:
+        return False
+    if slot.wait_s > 0:
+        time.sleep(slot.wait_s)
+    return True
+
+
 class RateLimiter(Protocol):
+    def reserve(self, deadline: float) -> Slot | None:
+        """Take the next call slot, or None (and no slot taken) if it starts after `deadline`."""
+        ...
+
     def acquire(self, deadline: float) -> bool:
         """Wait for a call slot; False (and no slot taken) if none comes before `deadline`."""
         ...
@@ -43,16 +66,17 @@ class LocalRateLimiter:
         self._tat = 0.0
         self._lock = threading.Lock()
 
-    def acquire(self, deadline: float) -> bool:
+    def reserve(self, deadline: float) -> Slot | None:
         with self._lock:
             now = time.monotonic()
-            slot = max(self._tat, now)
-            if slot > deadline:
-                return False
-            self._tat = slot + self.interval
-        if slot > now:
-            time.sleep(slot - now)
-        return True
+            at = max(self._tat, now)
+            if at > deadline:
+                return None
+            self._tat = at + self.interval
+        return Slot(at, at - now)
+
+    def acquire(self, deadline: float) -> bool:
+        return wait_for(self.reserve(deadline))
 
     def penalize(self) -> None:
         with self._lock:
@@ -60,7 +84,8 @@ class LocalRateLimiter:
 
 
 # KEYS[1] = TAT key; ARGV = interval µs, longest acceptable wait µs, extra µs (penalty).
-# Redis's TIME is the one clock every instance shares. Returns the wait in µs, or -1.
+# Redis's TIME is the one clock every instance shares. Returns {wait µs, slot start µs},
+# or {-1, 0} when the slot would come too late.
 _ACQUIRE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -68,11 +93,11 @@ local interval = tonumber(ARGV[1])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local wait = tat - now
-if wait > tonumber(ARGV[2]) then return -1 end
+if wait > tonumber(ARGV[2]) then return {-1, 0} end
 local next_tat = tat + interval + tonumber(ARGV[3])
 redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX',
            math.floor((next_tat - now) / 1000) + 1000)
-return wait
+return {wait, tat}
 """
 
 
@@ -102,23 +127,27 @@ class RedisRateLimiter:
     def degraded(self) -> bool:
         return self.health.degraded
 
-    def acquire(self, deadline: float) -> bool:
+    def reserve(self, deadline: float) -> Slot | None:
+        """The slot on Redis's clock; in degraded mode, on the fallback's monotonic clock."""
         if self.health.active():
-            return self._fallback.acquire(deadline)
+            return self._fallback.reserve(deadline)
         max_wait_us = int((deadline - time.monotonic()) * 1_000_000)
         if max_wait_us < 0:
-            return False
+            return None
         try:
-            wait_us = int(self._script(keys=[self._key], args=[self._interval_us, max_wait_us, 0]))
+            wait_us, at_us = self._script(
+                keys=[self._key], args=[self._interval_us, max_wait_us, 0]
+            )
         except Exception as exc:  # any Redis failure means: degrade, never fail
             self.health.failed(exc)
-            return self._fallback.acquire(deadline)
+            return self._fallback.reserve(deadline)
         self.health.succeeded()
-        if wait_us < 0:
-            return False
-        if wait_us:
-            time.sleep(wait_us / 1_000_000)
-        return True
+        if int(wait_us) < 0:
+            return None
+        return Slot(int(at_us) / 1_000_000, int(wait_us) / 1_000_000)
+
+    def acquire(self, deadline: float) -> bool:
+        return wait_for(self.reserve(deadline))
 
     def penalize(self) -> None:
         if self.health.active():
