@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from wababind.fallback import RedisFallback
 
@@ -44,21 +45,21 @@ def wait_for(slot: Slot | None) -> bool:
     return True
 
 
-class RateLimiter(Protocol):
+class RateLimiter(ABC):
+    @abstractmethod
     def reserve(self, deadline: float) -> Slot | None:
         """Take the next call slot, or None (and no slot taken) if it starts after `deadline`."""
-        ...
 
     def acquire(self, deadline: float) -> bool:
         """Wait for a call slot; False (and no slot taken) if none comes before `deadline`."""
-        ...
+        return wait_for(self.reserve(deadline))
 
+    @abstractmethod
     def penalize(self) -> None:
         """CAMS throttled us anyway (another client on the account): slow down."""
-        ...
 
 
-class LocalRateLimiter:
+class LocalRateLimiter(RateLimiter):
     """Thread-safe GCRA for one process; `deadline` is a time.monotonic() value."""
 
     def __init__(self, qps: float):
@@ -74,9 +75,6 @@ class LocalRateLimiter:
                 return None
             self._tat = at + self.interval
         return Slot(at, at - now)
-
-    def acquire(self, deadline: float) -> bool:
-        return wait_for(self.reserve(deadline))
 
     def penalize(self) -> None:
         with self._lock:
@@ -101,7 +99,7 @@ return {wait, tat}
 """
 
 
-class RedisRateLimiter:
+class RedisRateLimiter(RateLimiter):
     """One TAT for all instances, moved atomically by a Lua script on Redis's clock.
 
     If Redis fails, this instance falls back to a LocalRateLimiter at `fallback_share` of the
@@ -135,19 +133,15 @@ class RedisRateLimiter:
         if max_wait_us < 0:
             return None
         try:
-            wait_us, at_us = self._script(
-                keys=[self._key], args=[self._interval_us, max_wait_us, 0]
-            )
+            reply = self._script(keys=[self._key], args=[self._interval_us, max_wait_us, 0])
+            wait_us, at_us = (int(v) for v in reply)
         except Exception as exc:  # any Redis failure means: degrade, never fail
             self.health.failed(exc)
             return self._fallback.reserve(deadline)
         self.health.succeeded()
-        if int(wait_us) < 0:
+        if wait_us < 0:
             return None
-        return Slot(int(at_us) / 1_000_000, int(wait_us) / 1_000_000)
-
-    def acquire(self, deadline: float) -> bool:
-        return wait_for(self.reserve(deadline))
+        return Slot(at_us / 1_000_000, wait_us / 1_000_000)
 
     def penalize(self) -> None:
         if self.health.active():
