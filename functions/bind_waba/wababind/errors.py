@@ -24,6 +24,7 @@ DEADLINE_EXCEEDED = "DeadlineExceeded"  # retries ran out of invocation time
 CAMS_UNREACHABLE = "CamsUnreachable"  # timeout, refused or dropped connection
 CAMS_BAD_RESPONSE = "CamsBadResponse"  # HTTP 200 whose body is not CAMS's JSON
 MISSING_CREDENTIALS = "MissingCredentials"  # neither context nor environment has a key
+SHARED_STORE_UNAVAILABLE = "SharedStoreUnavailable"  # REDIS_URL is set and Redis does not answer
 
 
 class WababindError(Exception):
@@ -36,6 +37,11 @@ class ConfigError(WababindError):
 
 class EventFormatError(WababindError):
     """A trigger event that fits none of the formats we accept."""
+
+
+class SharedStoreUnavailable(WababindError):
+    """REDIS_URL is set, Redis does not answer and ON_REDIS_OUTAGE=wait: nothing may bind on
+    this instance's memory alone. Raised by the shared limiter and idempotency store."""
 
 
 class RetryableBatchError(WababindError):
