@@ -11,6 +11,9 @@ logstore:
                    the fields are json keys of it:   message.Status: failed | ... "message.Status"
     layout fields  the `sls` sink's PutLogs, one log field per record field, so
                    the fields stay as written:       Status: failed | ... "Status"
+
+(JSON-type field indexes, their `a.b` search paths and "a.b" SQL columns:
+https://www.alibabacloud.com/help/doc-detail/69357.html)
 """
 
 from __future__ import annotations
