@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 
 from index import http_handler, mq_handler
-from tests.fixtures.handlers import outcome_lines, signed_event
+from tests.fixtures.handlers import OUTCOME_FIELDS, outcome_lines, signed_event
 from wababind.ratelimit import RateLimiter, Slot
 from wababind.runtime import get_runtime
 from wababind_local.cams_simulator import Fault
+from wababind_local.cli import Row, local_outcome
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 
@@ -110,3 +111,10 @@ def test_quota_wait_adds_up_the_slots_of_all_attempts(wababind_env, context, cap
     # each slot's wait is a lower bound of the sleep it caused (on the limiter's own clock)
     assert record["QuotaWaitMs"] >= sum(recording.waits) * 1000
     assert record["QuotaWaitMs"] <= record["DurationMs"]
+
+
+def test_a_row_the_cli_writes_itself_has_every_field_in_the_bulk_lane():
+    row = Row("3:", None, "the line is not a JSON object")
+    record = local_outcome(row, "InvalidRow", row.problem or "", False)
+    assert set(record) == OUTCOME_FIELDS
+    assert (record["Lane"], record["QuotaWaitMs"], record["Attempts"]) == ("bulk", 0, 0)
