@@ -6,17 +6,15 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.fc import local_env
 from tests.fixtures.sls import SLS_KEY_ID, SLS_KEY_SECRET
-from tests.test_cli import code_blocks
+from tests.test_cli import code_blocks, wababind_shim
 from wababind.outcome import Outcome
 from wababind_local import observability, observe
 from wababind_local.observability import (
@@ -318,19 +316,13 @@ def readme_section() -> str:
 
 def test_the_readme_example_runs(sls_server, tmp_path):
     (block,) = code_blocks(readme_section(), "bash")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    shim = bin_dir / "wababind"  # `wababind observe ARGS`, as `pip install -e .` installs it
-    python = shlex.quote(sys.executable)
-    shim.write_text(f'#!/bin/sh\nshift\nexec {python} -m wababind_local.observe "$@"\n')
-    shim.chmod(0o755)
     env = local_env(
         **ENV,
         SLS_ENDPOINT=sls_server.endpoint,
         WABABIND_LOG_PROJECT=PROJECT,
         WABABIND_LOG_STORE=LOGSTORE,
     )
-    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    env["PATH"] = f"{wababind_shim(tmp_path)}:{env['PATH']}"
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block],
         env=env, capture_output=True, text=True, timeout=120, check=False,
