@@ -4,20 +4,20 @@ local SLS server; twice (create, then update), in both record layouts, and as a 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
-import shlex
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.fixtures.fc import local_env
 from tests.fixtures.sls import SLS_KEY_ID, SLS_KEY_SECRET
-from tests.test_cli import code_blocks
+from tests.test_cli import code_blocks, wababind_shim
 from wababind.outcome import Outcome
+from wababind.sinks.log import log_undelivered
 from wababind_local import observability, observe
 from wababind_local.observability import (
     BUILTIN_FIELDS,
@@ -30,13 +30,25 @@ from wababind_local.sls_server import SlsServer
 
 PROJECT, LOGSTORE = "wababind-logs", "wababind-outcomes"
 ENV = {"ALIBABA_CLOUD_ACCESS_KEY_ID": SLS_KEY_ID, "ALIBABA_CLOUD_ACCESS_KEY_SECRET": SLS_KEY_SECRET}
+OUTCOME = Outcome("e", "http", "1", None, "bound", "OK", "")
 # SPEC.md "Outcome record": what the binder writes today, plus what the quota work adds.
-OUTCOME_FIELDS = set(Outcome("e", "http", "1", None, "bound", "OK", "").to_record()) | {
+OUTCOME_FIELDS = set(OUTCOME.to_record()) | {
     "QuotaWaitMs",
     "Lane",
 }
 NUMERIC = {"DurationMs": "double", "QuotaWaitMs": "double", "Attempts": "long"}
-UNDELIVERED_FIELDS = {"Kind", "Sink", "Reason"}
+
+
+def undelivered_fields() -> set[str]:
+    """The fields of the line the log sink writes for an undelivered outcome, but its Outcome
+    (the record itself, kept whole in the line)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        log_undelivered(OUTCOME, "callback", "answered 500")
+    return set(json.loads(out.getvalue())) - {"Outcome"}
+
+
+UNDELIVERED_FIELDS = undelivered_fields()
 DEFINED = observability.load()
 RESOURCES = 1 + len(DEFINED.saved_searches) + 1 + len(DEFINED.alerts)
 
@@ -126,6 +138,7 @@ def test_apply_creates_everything_then_a_second_run_updates_it(sls_server, layou
 def test_the_index_names_every_outcome_field_with_its_type(sls_server, layout):
     assert apply(sls_server, "--layout", layout)[0] == 0
     fields = index_fields(sls_server, layout)
+    assert {"Kind", "Sink", "Reason"} <= UNDELIVERED_FIELDS  # and whatever the sink adds
     for name in OUTCOME_FIELDS | UNDELIVERED_FIELDS:
         assert fields.get(name) == NUMERIC.get(name, "text"), name
     index = sls_server.resources.index(PROJECT, LOGSTORE)
@@ -257,6 +270,22 @@ def test_query_fields_finds_search_and_sql_fields(query, fields):
     assert query_fields(query) == fields
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "region"),
+    [
+        ("ap-southeast-1.log.aliyuncs.com", "ap-southeast-1"),
+        ("https://cn-hangzhou-intranet.log.aliyuncs.com", "cn-hangzhou"),
+        ("eu-central-1-share.log.aliyuncs.com", "eu-central-1"),
+        ("http://127.0.0.1:9999", None),
+    ],
+)
+def test_alert_queries_name_the_endpoints_region(endpoint, region):
+    (alert, *_) = [
+        r for r in observe.plan(DEFINED, PROJECT, LOGSTORE, "fc", endpoint) if r.kind == "alert"
+    ]
+    assert alert.body["configuration"]["queryList"][0].get("region") == region
+
+
 def test_fc_layout_nests_fields_in_message_and_leaves_strings_alone():
     fields = {"Kind", "Status", "Code"}
     query = "Kind: WabaBindOutcome and Status: failed | select \"Code\", 'Status' as s from log"
@@ -318,19 +347,13 @@ def readme_section() -> str:
 
 def test_the_readme_example_runs(sls_server, tmp_path):
     (block,) = code_blocks(readme_section(), "bash")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    shim = bin_dir / "wababind"  # `wababind observe ARGS`, as `pip install -e .` installs it
-    python = shlex.quote(sys.executable)
-    shim.write_text(f'#!/bin/sh\nshift\nexec {python} -m wababind_local.observe "$@"\n')
-    shim.chmod(0o755)
     env = local_env(
         **ENV,
         SLS_ENDPOINT=sls_server.endpoint,
         WABABIND_LOG_PROJECT=PROJECT,
         WABABIND_LOG_STORE=LOGSTORE,
     )
-    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    env["PATH"] = f"{wababind_shim(tmp_path)}:{env['PATH']}"
     result = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", block],
         env=env, capture_output=True, text=True, timeout=120, check=False,
