@@ -17,7 +17,7 @@ from wababind.errors import (
 from wababind.idempotency import IdempotencyRecord, IdempotencyStore, RecordStatus
 from wababind.models import BindRequest
 from wababind.outcome import Lane, Outcome, Source, Status, utcnow
-from wababind.ratelimit import RateLimiter, wait_for
+from wababind.ratelimit import RateLimiter
 
 BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 5.0
@@ -145,9 +145,9 @@ class Binder:
         last: BindError | None = None
         while True:
             asked = time.monotonic()
-            granted = wait_for(self._limiter.reserve(inv.deadline - MIN_CALL_TIME_S))
+            slot = self._limiter.acquire(inv.lane, inv.deadline - MIN_CALL_TIME_S)
             waited += time.monotonic() - asked
-            if not granted:
+            if slot is None:
                 break
             remaining = inv.remaining()
             if remaining < MIN_CALL_TIME_S:
@@ -158,7 +158,7 @@ class Binder:
                 return Settled(result, attempts, waited)
             last = result
             if is_throttle(result):
-                self._limiter.penalize()
+                self._limiter.throttled()
             pause = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1)))
             if inv.remaining() < pause + MIN_CALL_TIME_S:
                 break
