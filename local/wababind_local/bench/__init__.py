@@ -47,7 +47,7 @@ from wababind_local.bench.render import MATRIX_HEADER, SHARED_HEADER, render
 from wababind_local.bench.results import ColdStart, Run
 from wababind_local.bench.runner import main
 from wababind_local.bench.shared_redis import run_processes
-from wababind_local.bench.stats import import_breakdown, percentile
+from wababind_local.bench.stats import import_breakdown
 from wababind_local.bench.targets import (
     TARGET_COLD_RATIO,
     TARGET_ONE_PROCESS_RATIO,
@@ -59,6 +59,7 @@ from wababind_local.bench.targets import (
 
 # bench.py imported these from the simulator; code that reached them through it still can.
 from wababind_local.cams_simulator import DEFAULT_STS_KEY, QUOTA_CODE, CamsSimulator, max_in_window
+from wababind_local.stats import percentile
 
 __all__ = [
     "CAMS_TIMEOUT_S",

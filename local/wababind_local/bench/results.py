@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from wababind_local.bench.stats import percentile
+from wababind_local.stats import percentile
 
 
 @dataclass
