@@ -270,6 +270,22 @@ def test_query_fields_finds_search_and_sql_fields(query, fields):
     assert query_fields(query) == fields
 
 
+@pytest.mark.parametrize(
+    ("endpoint", "region"),
+    [
+        ("ap-southeast-1.log.aliyuncs.com", "ap-southeast-1"),
+        ("https://cn-hangzhou-intranet.log.aliyuncs.com", "cn-hangzhou"),
+        ("eu-central-1-share.log.aliyuncs.com", "eu-central-1"),
+        ("http://127.0.0.1:9999", None),
+    ],
+)
+def test_alert_queries_name_the_endpoints_region(endpoint, region):
+    (alert, *_) = [
+        r for r in observe.plan(DEFINED, PROJECT, LOGSTORE, "fc", endpoint) if r.kind == "alert"
+    ]
+    assert alert.body["configuration"]["queryList"][0].get("region") == region
+
+
 def test_fc_layout_nests_fields_in_message_and_leaves_strings_alone():
     fields = {"Kind", "Status", "Code"}
     query = "Kind: WabaBindOutcome and Status: failed | select \"Code\", 'Status' as s from log"

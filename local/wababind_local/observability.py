@@ -349,9 +349,10 @@ def dashboard_body(definitions: Definitions, logstore: str, layout: str) -> dict
 
 
 def alert_bodies(
-    definitions: Definitions, project: str, logstore: str, layout: str
+    definitions: Definitions, project: str, logstore: str, layout: str, region: str | None = None
 ) -> list[dict[str, Any]]:
-    """Alert 2.0 rules, jobs of type Alert (https://www.alibabacloud.com/help/en/log-service/latest/alert-data-structure)."""
+    """Alert 2.0 rules, jobs of type Alert (https://www.alibabacloud.com/help/en/log-service/latest/alert-data-structure;
+    the query: https://www.alibabacloud.com/help/en/sls/developer-reference/api-sls-2020-12-30-struct-alertquery)."""
     variables = definitions.variables
     bodies = []
     for alert in definitions.alerts:
@@ -385,6 +386,7 @@ def alert_bodies(
                             "end": "now",
                             "powerSqlMode": "auto",
                         }
+                        | ({"region": region} if region else {})
                     ],
                     "groupConfiguration": {"type": "no_group", "fields": []},
                     "joinConfigurations": [],

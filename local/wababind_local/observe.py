@@ -13,6 +13,7 @@ import argparse
 import ipaddress
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from wababind_local import observability
 from wababind_local.observability import DefinitionError, Definitions
 
 DEFAULT_ENDPOINT = "ap-southeast-1.log.aliyuncs.com"
+_REGION = re.compile(r"^([a-z]+-[a-z0-9-]+?)(?:-intranet|-share)?\.log\.aliyuncs\.com$")
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,9 @@ class Outcome:
     failed: list[str] = field(default_factory=list)
 
 
-def plan(definitions: Definitions, project: str, logstore: str, layout: str) -> list[Resource]:
+def plan(
+    definitions: Definitions, project: str, logstore: str, layout: str, endpoint: str = ""
+) -> list[Resource]:
     """Every resource, in the order they are applied (the index first: the rest query it)."""
     index = f"/logstores/{logstore}/index"
     resources = [
@@ -65,9 +69,17 @@ def plan(definitions: Definitions, project: str, logstore: str, layout: str) -> 
     board = observability.dashboard_body(definitions, logstore, layout)
     name = board["dashboardName"]
     resources.append(Resource("dashboard", name, board, "/dashboards", f"/dashboards/{name}"))
-    for body in observability.alert_bodies(definitions, project, logstore, layout):
+    region = region_of(endpoint)
+    for body in observability.alert_bodies(definitions, project, logstore, layout, region):
         resources.append(Resource("alert", body["name"], body, "/jobs", f"/jobs/{body['name']}"))
     return resources
+
+
+def region_of(endpoint: str) -> str | None:
+    """`ap-southeast-1` of `ap-southeast-1.log.aliyuncs.com` (or its -intranet / -share form)."""
+    host = urlsplit(_https(endpoint)).hostname or ""
+    match = _REGION.match(host)
+    return match.group(1) if match else None
 
 
 def already_exists(error: Exception) -> bool:
@@ -252,7 +264,7 @@ def run(
     except DefinitionError as exc:
         print(f"observe: {exc}", file=sys.stderr)
         return 2
-    resources = plan(definitions, args.project, args.logstore, args.layout)
+    resources = plan(definitions, args.project, args.logstore, args.layout, args.endpoint)
     if args.dry_run:
         print_requests(resources, args.project, args.endpoint, out)
         print(f"dry run: {len(resources)} requests printed, nothing sent", file=out)
