@@ -18,6 +18,12 @@ The table goes to stdout and to `bench/results.md`, with the targets and PASS/FA
 
 from __future__ import annotations
 
+from wababind_local.bench.charts import (
+    CallTrace,
+    draw_quota_chart,
+    window_counts,
+    write_quota_chart,
+)
 from wababind_local.bench.cold_start import (
     ImportProbeError,
     install_tea_sdk,
@@ -81,6 +87,7 @@ __all__ = [
     "TEA_MODULE",
     "TEA_REQUIREMENT",
     "WINDOW_GAP_S",
+    "CallTrace",
     "CamsSimulator",
     "ColdStart",
     "Config",
@@ -88,6 +95,7 @@ __all__ = [
     "Run",
     "Target",
     "bench_context",
+    "draw_quota_chart",
     "evaluate",
     "import_breakdown",
     "install_tea_sdk",
@@ -106,4 +114,6 @@ __all__ = [
     "run_processes",
     "time_import",
     "waba_ids",
+    "window_counts",
+    "write_quota_chart",
 ]
