@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pytest
 from PIL import Image
 
 from tests.fixtures.fc import local_env
-from tests.test_cli import code_blocks, wababind_shim
+from tests.test_cli import code_blocks, run_block, wababind_shim
 from wababind.sinks.log import UNDELIVERED_KIND
 from wababind_local.cli import main
 from wababind_local.cli.report import PLOT_DPI, PLOT_SIZE_IN, STATUS_COLOURS
@@ -243,11 +242,7 @@ def test_the_readme_examples_run(tmp_path):
     env["PATH"] = f"{wababind_shim(tmp_path)}:{env['PATH']}"
     work = tmp_path / "work"
     work.mkdir()
-    result = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", block],
-        cwd=work, env=env, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert result.returncode == 0, result.stdout + result.stderr
+    result = run_block(block, work, env)
     records = (work / "demo.jsonl").read_text().splitlines()
     summary = json.loads((work / "summary.json").read_text())
     assert list(summary) == KEYS
