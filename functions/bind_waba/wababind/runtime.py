@@ -14,6 +14,7 @@ from wababind.config import Settings, load_settings
 from wababind.credentials import credentials_from
 from wababind.errors import ConfigError
 from wababind.models import CallbackPolicy
+from wababind.outcome import Lane
 from wababind.sinks.base import Sink
 from wababind.sinks.dispatch import Dispatcher
 
@@ -128,7 +129,7 @@ def _sinks(settings: Settings) -> list[Sink]:
     return sinks
 
 
-def start_invocation(context: Any, started: float | None = None) -> Invocation:
+def start_invocation(context: Any, lane: Lane, started: float | None = None) -> Invocation:
     """The deadline is FC's function timeout from our start, less a reserve for the sinks."""
     started = time.monotonic() if started is None else started
     function = getattr(context, "function", None)
@@ -139,6 +140,7 @@ def start_invocation(context: Any, started: float | None = None) -> Invocation:
     reserve = min(max(1.0, timeout * 0.1), 10.0)
     return Invocation(
         request_id=str(getattr(context, "request_id", "") or "local"),
+        lane=lane,
         credentials=credentials_from(context),
         deadline=started + max(timeout - reserve, timeout / 2),
         finish_by=started + timeout - min(0.5, timeout * 0.05),

@@ -6,7 +6,7 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from wababind_local.bench.stats import percentile
+from wababind_local.stats import percentile
 
 
 @dataclass
@@ -24,6 +24,8 @@ class Run:
     max_window: int
     raised: list[str] = field(default_factory=list)
     warnings: int = 0
+    # each CAMS call of the load: (arrival at the simulator, its clock in s; throttled?)
+    call_times: list[tuple[float, bool]] = field(default_factory=list)
 
     @property
     def bound(self) -> int:
