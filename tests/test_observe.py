@@ -7,8 +7,10 @@ import argparse
 import contextlib
 import io
 import json
+import re
 import shutil
 import subprocess
+import typing
 from pathlib import Path
 
 import pytest
@@ -387,3 +389,40 @@ def test_the_readme_example_runs(sls_server, tmp_path):
     assert f"0 created, {RESOURCES} updated, 0 failed" in lines
     job = sls_server.resources.entities(PROJECT, "jobs")["wababind-failure-rate"]
     assert "failed_percent > 10" in json.dumps(job)
+
+
+def written_values() -> dict[str, set[str]]:
+    """The values the product writes into the fields that queries compare with a literal."""
+    from wababind import applog
+    from wababind.outcome import RECORD_KIND, Status
+    from wababind.sinks.callback import CallbackSink
+    from wababind.sinks.log import UNDELIVERED_KIND
+    from wababind.sinks.sls import SlsSink
+
+    return {
+        "Kind": {RECORD_KIND, UNDELIVERED_KIND, applog.KIND},
+        "Status": set(typing.get_args(Status)),
+        "Lane": {"interactive", "bulk"},  # SPEC.md "Outcome record"
+        "Retryable": {"true", "false"},
+        "Sink": {CallbackSink.name, SlsSink.name},
+        "Level": {"INFO", "WARNING", "ERROR"},  # applog.log's callers
+    }
+
+
+def compared_values(query: str) -> list[tuple[str, str]]:
+    """(field, literal) pairs: `Field: value` in the search part, "Field" = 'value' in SQL."""
+    search, sql = observability.split_query(query)
+    pairs = re.findall(r"(?<![\w.])([A-Za-z_]\w*):\s*([\w.]+)", search)
+    pairs += re.findall(r"\"([A-Za-z_]\w*)\"\s*=\s*'([^']*)'", sql or "")
+    return pairs
+
+
+def test_every_value_a_query_looks_for_is_one_the_product_writes():
+    values = written_values()
+    checked = 0
+    for where, query in observability.queries(DEFINED):
+        for field, value in compared_values(query):
+            if field in values:
+                assert value in values[field], f"{where}: {field} is never {value!r}"
+                checked += 1
+    assert checked >= 20
