@@ -226,6 +226,28 @@ def test_a_refused_call_is_reported_and_the_rest_still_applied(sls_server):
 
 
 @pytest.mark.parametrize(
+    ("break_it", "why"),
+    [
+        (
+            lambda server: server.stop(),
+            "SLS index call failed: LogRequestError: connection refused",
+        ),
+        (lambda server: server.fail_next(1, 401), "SLS index call failed: Unauthorized (HTTP 401)"),
+    ],
+)
+def test_unreachable_sls_or_a_refused_key_stops_after_the_first_call(
+    sls_server, monkeypatch, break_it, why
+):
+    monkeypatch.setattr("aliyun.log.logclient.time.sleep", lambda s: None)  # the SDK's retries
+    break_it(sls_server)
+    code, out = apply(sls_server)
+    assert code == 1
+    assert f"failed   index wababind-outcomes: {why}" in out
+    assert f"stopping: the next {RESOURCES - 1} would fail alike" in out
+    assert out.splitlines()[-1] == f"0 created, 0 updated, 1 failed, {RESOURCES - 1} not tried"
+
+
+@pytest.mark.parametrize(
     ("env", "extra", "problem"),
     [
         ({}, [], "set ALIBABA_CLOUD_ACCESS_KEY_ID"),

@@ -45,6 +45,7 @@ class Outcome:
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # not tried: SLS unreachable or key refused
 
 
 def plan(
@@ -73,6 +74,13 @@ def plan(
     for body in observability.alert_bodies(definitions, project, logstore, layout, region):
         resources.append(Resource("alert", body["name"], body, "/jobs", f"/jobs/{body['name']}"))
     return resources
+
+
+def _every_call_would_fail(error: Exception) -> bool:
+    """SLS unreachable (the SDK has already tried 10 times) or the key refused (HTTP 401)."""
+    code = getattr(error, "get_error_code", lambda: "")()
+    status = getattr(error, "resp_status", None)
+    return (code == "LogRequestError" and status in (None, 200)) or status == 401
 
 
 def region_of(endpoint: str) -> str | None:
@@ -139,9 +147,9 @@ class Applier:
         self._project = project
         self._out = out
 
-    def apply(self, resources: Iterable[Resource]) -> Outcome:
+    def apply(self, resources: Sequence[Resource]) -> Outcome:
         outcome = Outcome()
-        for resource in resources:
+        for number, resource in enumerate(resources):
             label = f"{resource.kind} {resource.name}"
             try:
                 created = self._put(resource)
@@ -149,6 +157,13 @@ class Applier:
                 reason = safe_reason(exc, f"{resource.kind} call")
                 outcome.failed.append(label)
                 print(f"failed   {label}: {reason}", file=self._out)
+                if _every_call_would_fail(exc):
+                    outcome.skipped = [f"{r.kind} {r.name}" for r in resources[number + 1 :]]
+                    print(
+                        f"stopping: the next {len(outcome.skipped)} would fail alike",
+                        file=self._out,
+                    )
+                    break
                 continue
             (outcome.created if created else outcome.updated).append(label)
             print(f"{'created' if created else 'updated'}  {label}", file=self._out)
@@ -255,7 +270,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(
     args: argparse.Namespace, out: IO[str] | None = None, env: dict[str, str] | None = None
 ) -> int:
-    """0: all applied; 1: some resource failed; 2: bad definitions, usage or credentials."""
+    """0: all applied; 1: some resource failed or was not tried; 2: bad definitions, usage or
+    credentials (nothing sent)."""
     out = out or sys.stdout
     env = dict(os.environ) if env is None else env
     try:
@@ -283,9 +299,10 @@ def run(
         return 2
     print(f"observe: project {args.project}, logstore {args.logstore} at {endpoint}", file=out)
     outcome = Applier(_client(endpoint, env), args.project, out).apply(resources)
+    skipped = f", {len(outcome.skipped)} not tried" if outcome.skipped else ""
     print(
         f"{len(outcome.created)} created, {len(outcome.updated)} updated, "
-        f"{len(outcome.failed)} failed",
+        f"{len(outcome.failed)} failed{skipped}",
         file=out,
     )
     return 1 if outcome.failed else 0
