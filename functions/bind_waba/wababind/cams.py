@@ -137,6 +137,10 @@ class CamsClient:
                     timeout=self._timeout_s,
                     pool_size=self._pool_size,
                 )
+                # requests would look for ~/.netrc and proxy variables on every call (file
+                # stats, and a lazy import on the first); the SDK passes proxies and TLS
+                # verification itself (aliyunsdkcore.http.http_response), so nothing is lost.
+                client.session.trust_env = False
                 # STS keys rotate; keep only the newest few clients.
                 if len(self._clients) >= 4:
                     old = next(iter(self._clients))
