@@ -81,6 +81,13 @@ class CamsClient:
         self._lock = threading.Lock()
         self._clients: dict[Credentials, Any] = {}  # AcsClient per key
 
+    def prepare(self, creds: Credentials | None) -> None:
+        """Import the SDK and build the client for `creds` now (FC's initializer), so that the
+        first request pays for neither."""
+        _sdk()
+        if creds is not None:
+            self._client(creds)
+
     def _client(self, creds: Credentials) -> Any:
         sdk = _sdk()
         with self._lock:

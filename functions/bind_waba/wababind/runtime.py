@@ -1,4 +1,5 @@
-"""Per-instance state, built at the first invocation: settings, clients, limiter, store, sinks."""
+"""Per-instance state, built by FC's initializer (or else the first invocation): settings,
+clients, limiter, store, sinks."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wababind import applog
 from wababind.binder import Binder, Invocation
@@ -16,6 +17,9 @@ from wababind.errors import ConfigError
 from wababind.models import CallbackPolicy
 from wababind.sinks.base import Sink
 from wababind.sinks.dispatch import Dispatcher
+
+if TYPE_CHECKING:
+    from wababind.cams import CamsClient
 
 DEFAULT_TIMEOUT_S = 60.0
 MAX_BATCH_WORKERS = 32
@@ -36,6 +40,8 @@ class Runtime:
     policy: CallbackPolicy
     store: Any  # IdempotencyStore; also the webhook-id replay guard
     workers: int  # concurrent binds in one MQ batch
+    cams: CamsClient | None = None  # the lifecycle hooks prepare it and close the rest
+    redis: Any = None  # redis.Redis when REDIS_URL is set
 
 
 _lock = threading.Lock()
@@ -60,6 +66,12 @@ def get_runtime() -> Runtime:
         return _runtime
 
 
+def current_runtime() -> Runtime | None:
+    """The instance's Runtime if one was built, without building it (preStop)."""
+    with _lock:
+        return _runtime
+
+
 def reset_runtime() -> None:
     """Forget the instance state (tests change the environment between cases)."""
     global _runtime, _config_error
@@ -74,13 +86,14 @@ def build_runtime(settings: Settings) -> Runtime:
 
     client = redis_client(settings.redis_url) if settings.redis_url else None
     store = make_store(client)
+    cams = CamsClient(
+        settings.cams_endpoint,
+        settings.cams_region,
+        settings.cams_timeout_s,
+        pool_size=batch_workers(settings.cams_qps),
+    )
     binder = Binder(
-        CamsClient(
-            settings.cams_endpoint,
-            settings.cams_region,
-            settings.cams_timeout_s,
-            pool_size=batch_workers(settings.cams_qps),
-        ),
+        cams,
         make_rate_limiter(settings.cams_qps, client),
         store,
         settings.cams_timeout_s,
@@ -93,6 +106,8 @@ def build_runtime(settings: Settings) -> Runtime:
         workers=batch_workers(settings.cams_qps),
         policy=CallbackPolicy(settings.callback_allowed_hosts, settings.insecure_callbacks),
         store=store,
+        cams=cams,
+        redis=client,
     )
 
 
