@@ -214,8 +214,7 @@ def test_the_initializer_builds_the_cams_client_for_the_instance_credentials(wab
 
     creds = FakeCredentials("STS.key", "secret", "token")
     initialize(context(credentials=creds))
-    cams = get_runtime().cams
-    assert cams is not None
+    cams = get_runtime().binder.cams
     assert Credentials("STS.key", "secret", "token") in cams._clients
     assert wababind_env.count() == 0  # ready, and nothing called
 

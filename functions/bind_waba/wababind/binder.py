@@ -16,8 +16,8 @@ from wababind.errors import (
 )
 from wababind.idempotency import IdempotencyRecord, IdempotencyStore, RecordStatus
 from wababind.models import BindRequest
-from wababind.outcome import Outcome, Source, Status, utcnow
-from wababind.ratelimit import RateLimiter
+from wababind.outcome import Lane, Outcome, Source, Status, utcnow
+from wababind.ratelimit import RateLimiter, wait_for
 
 BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 5.0
@@ -29,9 +29,10 @@ POLL_START_S, POLL_CAP_S = 0.05, 0.5
 
 @dataclass(frozen=True)
 class Invocation:
-    """One handler call: its id, the function's key, and when the binds must be done."""
+    """One handler call: its id, its lane, the function's key, and when the binds must be done."""
 
     request_id: str
+    lane: Lane  # interactive: a person waits (HTTP, `wababind bind`); bulk: a queue drains
     credentials: Credentials | None
     deadline: float  # time.monotonic(): binds end by then, leaving time for the sinks
     finish_by: float  # time.monotonic(): the handler returns by then, before FC's timeout
@@ -42,10 +43,12 @@ class Invocation:
 
 @dataclass(frozen=True)
 class Settled:
-    """What the CAMS step ended with: the last result and how many calls it took."""
+    """What the CAMS step ended with: the last result, how many calls it took, and how long
+    it waited for quota slots."""
 
     result: Bound | BindError
     attempts: int
+    quota_wait_s: float = 0.0
 
 
 class Binder:
@@ -57,7 +60,7 @@ class Binder:
         timeout_s: float,
         idempotency_ttl_s: float,
     ):
-        self._cams = cams
+        self.cams = cams  # the FC initializer calls cams.prepare() (wababind.cams)
         self._limiter = limiter
         self._store = store
         self._timeout_s = timeout_s
@@ -69,7 +72,7 @@ class Binder:
         started = utcnow()
         outcome = self._bind(request, inv)
         outcome.event_id, outcome.source, outcome.started_at = event_id, source, started
-        outcome.callback_url = request.callback_url
+        outcome.callback_url, outcome.lane = request.callback_url, inv.lane
         outcome.finished_at = utcnow()
         return outcome
 
@@ -84,7 +87,7 @@ class Binder:
         except BaseException:
             self._store.release(waba_id, owner)
             raise
-        result = settled.result
+        result, wait_ms = settled.result, settled.quota_wait_s * 1000
         if isinstance(result, Bound):
             self._store.complete(
                 waba_id,
@@ -93,16 +96,17 @@ class Binder:
                 request_id=result.request_id,
                 ttl_s=self._ttl_s,
             )
-            return _bound(
+            bound = _bound(
                 request, "bound", result.cust_space_id, result.request_id, settled.attempts
             )
+            return replace(bound, quota_wait_ms=wait_ms)
         if result.retryable:
             self._store.release(waba_id, owner)
         else:
             self._store.fail(
                 waba_id, owner, code=result.code, message=result.message, ttl_s=FAILURE_MEMORY_S
             )
-        return _failed(request, result, settled.attempts)
+        return replace(_failed(request, result, settled.attempts), quota_wait_ms=wait_ms)
 
     def _claim_or_wait(self, waba_id: str, owner: str, inv: Invocation) -> IdempotencyRecord | None:
         """None: we hold the WabaId. Otherwise the record that decides the outcome.
@@ -136,18 +140,22 @@ class Binder:
                 ),
                 0,
             )
-        attempts = 0
+        self.cams.prepare(inv.credentials)  # nothing slow between a slot and its call
+        attempts, waited = 0, 0.0
         last: BindError | None = None
         while True:
-            if not self._limiter.acquire(inv.deadline - MIN_CALL_TIME_S):
+            asked = time.monotonic()
+            granted = wait_for(self._limiter.reserve(inv.deadline - MIN_CALL_TIME_S))
+            waited += time.monotonic() - asked
+            if not granted:
                 break
             remaining = inv.remaining()
             if remaining < MIN_CALL_TIME_S:
                 break
             attempts += 1
-            result = self._cams.bind_waba(waba_id, inv.credentials, min(self._timeout_s, remaining))
+            result = self.cams.bind_waba(waba_id, inv.credentials, min(self._timeout_s, remaining))
             if isinstance(result, Bound) or not result.retryable:
-                return Settled(result, attempts)
+                return Settled(result, attempts, waited)
             last = result
             if is_throttle(result):
                 self._limiter.penalize()
@@ -159,7 +167,7 @@ class Binder:
             last = BindError(
                 DEADLINE_EXCEEDED, "no time left to call CAMS before the deadline", True
             )
-        return Settled(last, attempts)
+        return Settled(last, attempts, waited)
 
 
 def _outcome(request: BindRequest, status: Status, code: str, message: str) -> Outcome:

@@ -35,8 +35,7 @@ def initialize(context: Any) -> None:
         runtime = get_runtime()
     except ConfigError:
         return
-    if runtime.cams is not None:
-        runtime.cams.prepare(credentials_from(context))
+    runtime.binder.cams.prepare(credentials_from(context))
     if runtime.redis is not None:
         redis_reachable(runtime.redis)
 

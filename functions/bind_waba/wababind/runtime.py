@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from wababind import applog
 from wababind.binder import Binder, Invocation
@@ -15,11 +15,9 @@ from wababind.config import Settings, load_settings
 from wababind.credentials import credentials_from
 from wababind.errors import ConfigError
 from wababind.models import CallbackPolicy
+from wababind.outcome import Lane
 from wababind.sinks.base import Sink
 from wababind.sinks.dispatch import Dispatcher
-
-if TYPE_CHECKING:
-    from wababind.cams import CamsClient
 
 DEFAULT_TIMEOUT_S = 60.0
 MAX_BATCH_WORKERS = 32
@@ -40,7 +38,6 @@ class Runtime:
     policy: CallbackPolicy
     store: Any  # IdempotencyStore; also the webhook-id replay guard
     workers: int  # concurrent binds in one MQ batch
-    cams: CamsClient | None = None  # the lifecycle hooks prepare it and close the rest
     redis: Any = None  # redis.Redis when REDIS_URL is set
 
 
@@ -86,14 +83,13 @@ def build_runtime(settings: Settings) -> Runtime:
 
     client = redis_client(settings.redis_url) if settings.redis_url else None
     store = make_store(client)
-    cams = CamsClient(
-        settings.cams_endpoint,
-        settings.cams_region,
-        settings.cams_timeout_s,
-        pool_size=batch_workers(settings.cams_qps),
-    )
     binder = Binder(
-        cams,
+        CamsClient(
+            settings.cams_endpoint,
+            settings.cams_region,
+            settings.cams_timeout_s,
+            pool_size=batch_workers(settings.cams_qps),
+        ),
         make_rate_limiter(settings.cams_qps, client),
         store,
         settings.cams_timeout_s,
@@ -106,7 +102,6 @@ def build_runtime(settings: Settings) -> Runtime:
         workers=batch_workers(settings.cams_qps),
         policy=CallbackPolicy(settings.callback_allowed_hosts, settings.insecure_callbacks),
         store=store,
-        cams=cams,
         redis=client,
     )
 
@@ -143,7 +138,7 @@ def _sinks(settings: Settings) -> list[Sink]:
     return sinks
 
 
-def start_invocation(context: Any, started: float | None = None) -> Invocation:
+def start_invocation(context: Any, lane: Lane, started: float | None = None) -> Invocation:
     """The deadline is FC's function timeout from our start, less a reserve for the sinks."""
     started = time.monotonic() if started is None else started
     function = getattr(context, "function", None)
@@ -154,6 +149,7 @@ def start_invocation(context: Any, started: float | None = None) -> Invocation:
     reserve = min(max(1.0, timeout * 0.1), 10.0)
     return Invocation(
         request_id=str(getattr(context, "request_id", "") or "local"),
+        lane=lane,
         credentials=credentials_from(context),
         deadline=started + max(timeout - reserve, timeout / 2),
         finish_by=started + timeout - min(0.5, timeout * 0.05),

@@ -20,6 +20,12 @@ The table goes to stdout and to `bench/results.md`, with the targets and PASS/FA
 
 from __future__ import annotations
 
+from wababind_local.bench.charts import (
+    CallTrace,
+    draw_quota_chart,
+    window_counts,
+    write_quota_chart,
+)
 from wababind_local.bench.cold_start import (
     ImportProbeError,
     install_tea_sdk,
@@ -49,7 +55,7 @@ from wababind_local.bench.render import MATRIX_HEADER, SHARED_HEADER, render
 from wababind_local.bench.results import ColdStart, PackageSize, Run
 from wababind_local.bench.runner import main
 from wababind_local.bench.shared_redis import run_processes
-from wababind_local.bench.stats import import_breakdown, percentile
+from wababind_local.bench.stats import import_breakdown
 from wababind_local.bench.targets import (
     TARGET_ONE_PROCESS_RATIO,
     TARGET_READY_FLOOR_RATIO,
@@ -62,6 +68,7 @@ from wababind_local.bench.targets import (
 
 # bench.py imported these from the simulator; code that reached them through it still can.
 from wababind_local.cams_simulator import DEFAULT_STS_KEY, QUOTA_CODE, CamsSimulator, max_in_window
+from wababind_local.stats import percentile
 
 __all__ = [
     "CAMS_TIMEOUT_S",
@@ -84,6 +91,7 @@ __all__ = [
     "TEA_MODULE",
     "TEA_REQUIREMENT",
     "WINDOW_GAP_S",
+    "CallTrace",
     "CamsSimulator",
     "ColdStart",
     "Config",
@@ -92,6 +100,7 @@ __all__ = [
     "Run",
     "Target",
     "bench_context",
+    "draw_quota_chart",
     "evaluate",
     "import_breakdown",
     "install_tea_sdk",
@@ -110,4 +119,6 @@ __all__ = [
     "run_processes",
     "time_import",
     "waba_ids",
+    "window_counts",
+    "write_quota_chart",
 ]

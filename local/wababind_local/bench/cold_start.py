@@ -67,7 +67,10 @@ def _probe_env() -> dict[str, str]:
     paths = [str(CODE_ROOT), *([str(_probe_dir)] if _probe_dir else []), env.get("PYTHONPATH")]
     env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
-    # The function's own settings as deployed (the log sink; the webhook secret is required).
+    # The function's own settings as deployed (the log sink; the webhook secret is required);
+    # CAMS on a closed loopback port: the initializer's keep-alive connect fails at once and
+    # nothing leaves this machine.
+    env["CAMS_ENDPOINT"] = "http://127.0.0.1:9"
     env.setdefault("OUTCOME_SINKS", "log")
     env.setdefault("WEBHOOK_SECRET", "whsec_" + "YmVuY2gtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXMh")
     return env

@@ -45,6 +45,7 @@ def run_one_process(qps: float, latency_ms: float, batch: int, ids: list[str]) -
         durations_s=result["durations"],
         calls=len(load),
         throttled=sum(1 for c in load if c.code == QUOTA_CODE),
+        call_times=[(c.at, c.code == QUOTA_CODE) for c in load],
         max_window=max_in_window([c.at for c in calls]),
         raised=[result["raised"]] if result["raised"] else [],
         warnings=result["warnings"],

@@ -18,8 +18,9 @@ from wababind_local.bench.config import (
 )
 from wababind_local.bench.handler import _product_path
 from wababind_local.bench.results import ColdStart, PackageSize, Run
-from wababind_local.bench.stats import _pct, _ratio, _secs, percentile
+from wababind_local.bench.stats import _pct, _ratio, _secs
 from wababind_local.bench.targets import Target
+from wababind_local.stats import percentile
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -22,6 +22,8 @@ class Run:
     max_window: int
     raised: list[str] = field(default_factory=list)
     warnings: int = 0
+    # each CAMS call of the load: (arrival at the simulator, its clock in s; throttled?)
+    call_times: list[tuple[float, bool]] = field(default_factory=list)
 
     @property
     def bound(self) -> int:

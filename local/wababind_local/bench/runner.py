@@ -7,6 +7,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 
+from wababind_local.bench.charts import write_quota_chart
 from wababind_local.bench.cold_start import ImportProbeError, measure_cold_start, measure_package
 from wababind_local.bench.config import parse_args
 from wababind_local.bench.handler import waba_ids
@@ -83,4 +84,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print(text, end="")
     print(f"\nwritten to {config.out}")
+    print(write_quota_chart(config, matrix, shared))
     return 0

@@ -73,6 +73,7 @@ def run_processes(
         durations_s=[d for r in reports for d in r["durations"]],
         calls=len(load),
         throttled=sum(1 for c in load if c.code == QUOTA_CODE),
+        call_times=[(c.at, c.code == QUOTA_CODE) for c in load],
         max_window=max_in_window([c.at for c in calls]),
         raised=[r["raised"] for r in reports if r["raised"]],
         warnings=sum(r["warnings"] for r in reports),

@@ -1,25 +1,11 @@
-"""Pure helpers, tested on fixed data: percentiles, the import-time breakdown, number formats."""
+"""Pure helpers, tested on fixed data: the import-time breakdown, number formats."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass, field
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """The p-th percentile, linear between closest ranks (numpy's default); NaN when empty."""
-    if not 0 <= p <= 100:
-        raise ValueError("p must be between 0 and 100")
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * p / 100
-    lo, hi = math.floor(rank), math.ceil(rank)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (rank - lo)
-
 
 _IMPORTTIME_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( +)(\S+)\s*$")
 

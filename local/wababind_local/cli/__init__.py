@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Iterable
 
-from wababind_local.cli import bind, bulk, events, observe, sign, simulate
+from wababind_local.cli import bind, bulk, events, observe, report, sign, simulate
 from wababind_local.cli.base import (
     EXIT_FAILED_ROWS,
     EXIT_INTERRUPTED,
@@ -52,7 +52,7 @@ from wababind_local.cli.simulate import FAULT_FORMS, cmd_simulate, parse_fault
 
 # One module per command, each with `register(commands)`; the order here is the order in --help.
 # A new command is a new module and one entry here.
-COMMANDS = (bind, bulk, sign, simulate, events, observe)
+COMMANDS = (bind, bulk, sign, simulate, events, observe, report)
 
 __all__ = [
     "BACKOFF_BASE_S",

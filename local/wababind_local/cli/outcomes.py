@@ -39,6 +39,8 @@ def local_outcome(row: Row, code: str, message: str, retryable: bool) -> dict[st
         "StartedAt": now,
         "FinishedAt": now,
         "DurationMs": 0,
+        "QuotaWaitMs": 0.0,
+        "Lane": "bulk",  # only `wababind bulk` writes rows the function gave no outcome for
     }
 
 
