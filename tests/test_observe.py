@@ -7,8 +7,10 @@ import argparse
 import contextlib
 import io
 import json
+import re
 import shutil
 import subprocess
+import typing
 from pathlib import Path
 
 import pytest
@@ -31,11 +33,7 @@ from wababind_local.sls_server import SlsServer
 PROJECT, LOGSTORE = "wababind-logs", "wababind-outcomes"
 ENV = {"ALIBABA_CLOUD_ACCESS_KEY_ID": SLS_KEY_ID, "ALIBABA_CLOUD_ACCESS_KEY_SECRET": SLS_KEY_SECRET}
 OUTCOME = Outcome("e", "http", "1", None, "bound", "OK", "")
-# SPEC.md "Outcome record": what the binder writes today, plus what the quota work adds.
-OUTCOME_FIELDS = set(OUTCOME.to_record()) | {
-    "QuotaWaitMs",
-    "Lane",
-}
+OUTCOME_FIELDS = set(OUTCOME.to_record())  # SPEC.md "Outcome record", as the code writes it
 NUMERIC = {"DurationMs": "double", "QuotaWaitMs": "double", "Attempts": "long"}
 
 
@@ -139,6 +137,7 @@ def test_the_index_names_every_outcome_field_with_its_type(sls_server, layout):
     assert apply(sls_server, "--layout", layout)[0] == 0
     fields = index_fields(sls_server, layout)
     assert {"Kind", "Sink", "Reason"} <= UNDELIVERED_FIELDS  # and whatever the sink adds
+    assert {"QuotaWaitMs", "Lane"} <= OUTCOME_FIELDS
     for name in OUTCOME_FIELDS | UNDELIVERED_FIELDS:
         assert fields.get(name) == NUMERIC.get(name, "text"), name
     index = sls_server.resources.index(PROJECT, LOGSTORE)
@@ -223,6 +222,28 @@ def test_a_refused_call_is_reported_and_the_rest_still_applied(sls_server):
     assert "failed   index wababind-outcomes: SLS index call failed: Unauthorized (HTTP 403)" in out
     assert f"{RESOURCES - 1} created, 0 updated, 1 failed" in out
     assert sls_server.resources.index(PROJECT, LOGSTORE) is None
+
+
+@pytest.mark.parametrize(
+    ("break_it", "why"),
+    [
+        (
+            lambda server: server.stop(),
+            "SLS index call failed: LogRequestError: connection refused",
+        ),
+        (lambda server: server.fail_next(1, 401), "SLS index call failed: Unauthorized (HTTP 401)"),
+    ],
+)
+def test_unreachable_sls_or_a_refused_key_stops_after_the_first_call(
+    sls_server, monkeypatch, break_it, why
+):
+    monkeypatch.setattr("aliyun.log.logclient.time.sleep", lambda s: None)  # the SDK's retries
+    break_it(sls_server)
+    code, out = apply(sls_server)
+    assert code == 1
+    assert f"failed   index wababind-outcomes: {why}" in out
+    assert f"stopping: the next {RESOURCES - 1} would fail alike" in out
+    assert out.splitlines()[-1] == f"0 created, 0 updated, 1 failed, {RESOURCES - 1} not tried"
 
 
 @pytest.mark.parametrize(
@@ -365,3 +386,40 @@ def test_the_readme_example_runs(sls_server, tmp_path):
     assert f"0 created, {RESOURCES} updated, 0 failed" in lines
     job = sls_server.resources.entities(PROJECT, "jobs")["wababind-failure-rate"]
     assert "failed_percent > 10" in json.dumps(job)
+
+
+def written_values() -> dict[str, set[str]]:
+    """The values the product writes into the fields that queries compare with a literal."""
+    from wababind import applog
+    from wababind.outcome import RECORD_KIND, Lane, Status
+    from wababind.sinks.callback import CallbackSink
+    from wababind.sinks.log import UNDELIVERED_KIND
+    from wababind.sinks.sls import SlsSink
+
+    return {
+        "Kind": {RECORD_KIND, UNDELIVERED_KIND, applog.KIND},
+        "Status": set(typing.get_args(Status)),
+        "Lane": set(typing.get_args(Lane)),
+        "Retryable": {"true", "false"},
+        "Sink": {CallbackSink.name, SlsSink.name},
+        "Level": {"INFO", "WARNING", "ERROR"},  # applog.log's callers
+    }
+
+
+def compared_values(query: str) -> list[tuple[str, str]]:
+    """(field, literal) pairs: `Field: value` in the search part, "Field" = 'value' in SQL."""
+    search, sql = observability.split_query(query)
+    pairs = re.findall(r"(?<![\w.])([A-Za-z_]\w*):\s*([\w.]+)", search)
+    pairs += re.findall(r"\"([A-Za-z_]\w*)\"\s*=\s*'([^']*)'", sql or "")
+    return pairs
+
+
+def test_every_value_a_query_looks_for_is_one_the_product_writes():
+    values = written_values()
+    checked = 0
+    for where, query in observability.queries(DEFINED):
+        for field, value in compared_values(query):
+            if field in values:
+                assert value in values[field], f"{where}: {field} is never {value!r}"
+                checked += 1
+    assert checked >= 20

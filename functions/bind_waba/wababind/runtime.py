@@ -90,7 +90,7 @@ def build_runtime(settings: Settings) -> Runtime:
             settings.cams_timeout_s,
             pool_size=batch_workers(settings.cams_qps),
         ),
-        make_rate_limiter(settings.cams_qps, client),
+        make_rate_limiter(settings.cams_qps, client, share=settings.interactive_max_share),
         store,
         settings.cams_timeout_s,
         settings.idempotency_ttl_s,
