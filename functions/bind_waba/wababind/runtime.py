@@ -1,4 +1,5 @@
-"""Per-instance state, built at the first invocation: settings, clients, limiter, store, sinks."""
+"""Per-instance state, built by FC's initializer (or else the first invocation): settings,
+clients, limiter, store, sinks."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class Runtime:
     policy: CallbackPolicy
     store: Any  # IdempotencyStore; also the webhook-id replay guard
     workers: int  # concurrent binds in one MQ batch
+    redis: Any = None  # redis.Redis when REDIS_URL is set
 
 
 _lock = threading.Lock()
@@ -61,6 +63,12 @@ def get_runtime() -> Runtime:
         return _runtime
 
 
+def current_runtime() -> Runtime | None:
+    """The instance's Runtime if one was built, without building it (preStop)."""
+    with _lock:
+        return _runtime
+
+
 def reset_runtime() -> None:
     """Forget the instance state (tests change the environment between cases)."""
     global _runtime, _config_error
@@ -82,7 +90,7 @@ def build_runtime(settings: Settings) -> Runtime:
             settings.cams_timeout_s,
             pool_size=batch_workers(settings.cams_qps),
         ),
-        make_rate_limiter(settings.cams_qps, client),
+        make_rate_limiter(settings.cams_qps, client, share=settings.interactive_max_share),
         store,
         settings.cams_timeout_s,
         settings.idempotency_ttl_s,
@@ -94,6 +102,7 @@ def build_runtime(settings: Settings) -> Runtime:
         workers=batch_workers(settings.cams_qps),
         policy=CallbackPolicy(settings.callback_allowed_hosts, settings.insecure_callbacks),
         store=store,
+        redis=client,
     )
 
 

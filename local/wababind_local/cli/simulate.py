@@ -114,7 +114,9 @@ def register(commands: Commands) -> None:
     simulate.add_argument("--port", type=int, default=9100, help="0 picks a free one")
     simulate.add_argument("--qps", type=float, default=10.0, help="per-account quota; 0 = none")
     simulate.add_argument("--latency-ms", type=float, default=0.0)
-    simulate.add_argument("--jitter-ms", type=float, default=0.0)
+    simulate.add_argument(
+        "--jitter-ms", type=float, default=0.0, help="gateway delay before the quota counts"
+    )
     simulate.add_argument("--fault", action="append", default=[], metavar="WABA_ID=FAULT")
     simulate.add_argument("--default-fault", metavar="FAULT", help="for every other WabaId")
     simulate.add_argument("--demo-faults", action="store_true", help="the demo's fault WabaIds")
