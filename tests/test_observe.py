@@ -254,6 +254,8 @@ def test_unreachable_sls_or_a_refused_key_stops_after_the_first_call(
         (ENV, ["--set", "no_such=1"], "--set no_such: no such variable"),
         (ENV, ["--set", "failure_rate_percent"], "expected NAME=VALUE"),
         (ENV, ["--endpoint", "http://sls.example.com"], "plain http only for a loopback"),
+        (ENV, ["--project", "Wababind.Logs"], "--project 'Wababind.Logs' is not an SLS name"),
+        (ENV, ["--logstore", "a"], "--logstore 'a' is not an SLS name"),
     ],
 )
 def test_usage_problems_exit_2_before_sending(sls_server, capsys, env, extra, problem):
