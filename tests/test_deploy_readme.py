@@ -8,7 +8,7 @@ import re
 import shlex
 import subprocess
 
-from tests.fixtures.fc3_schema import ROOT, fc3_props
+from tests.fixtures.fc3_schema import ROOT, fc3_props, s_cli
 from tests.test_fc3_schema import VPC_ENV
 
 SECTION, NEXT = "## Deploy and invoke", "\n## "
@@ -47,6 +47,7 @@ def test_make_package_runs_the_build_that_test_package_checks():
 
 def test_the_vpc_preview_command_renders_the_vpc_profile(tmp_path):
     command = shlex.split(deploy_commands()[-1])
+    assert ROOT / command[0] == s_cli()
     done = subprocess.run(
         [str(ROOT / command[0]), *command[1:]],
         cwd=ROOT,
