@@ -79,6 +79,7 @@ def test_environment_names_come_from_the_spec():
         "SLS_PROJECT",
         "SLS_LOGSTORE",
         "REDIS_URL",
+        "ON_REDIS_OUTAGE",
         "IDEMPOTENCY_TTL_S",
     }
     for props in FUNCTIONS.values():
