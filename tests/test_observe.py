@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fnmatch
 import io
 import json
 import re
@@ -253,6 +254,8 @@ def test_unreachable_sls_or_a_refused_key_stops_after_the_first_call(
         (ENV, ["--set", "no_such=1"], "--set no_such: no such variable"),
         (ENV, ["--set", "failure_rate_percent"], "expected NAME=VALUE"),
         (ENV, ["--endpoint", "http://sls.example.com"], "plain http only for a loopback"),
+        (ENV, ["--project", "Wababind.Logs"], "--project 'Wababind.Logs' is not an SLS name"),
+        (ENV, ["--logstore", "a"], "--logstore 'a' is not an SLS name"),
     ],
 )
 def test_usage_problems_exit_2_before_sending(sls_server, capsys, env, extra, problem):
@@ -423,3 +426,57 @@ def test_every_value_a_query_looks_for_is_one_the_product_writes():
                 assert value in values[field], f"{where}: {field} is never {value!r}"
                 checked += 1
     assert checked >= 20
+
+
+# --- the operator's RAM policy -----------------------------------------------------------------
+
+OPERATOR_POLICY = observability.DEFINITIONS / "ram-policy-operator.json"
+# The RAM action and resource behind each call observe makes (SLS action list:
+# https://www.alibabacloud.com/help/doc-detail/29051.html; alert rules are jobs).
+CALL_ACTIONS = [  # method, path pattern, action, resource (after project/<P>/)
+    ("GET", r"/logstores/([^/]+)/index", "log:GetIndex", "logstore/{}"),
+    ("POST", r"/logstores/([^/]+)/index", "log:CreateIndex", "logstore/{}"),
+    ("PUT", r"/logstores/([^/]+)/index", "log:UpdateIndex", "logstore/{}"),
+    ("POST", r"/savedsearches", "log:CreateSavedSearch", "savedsearch/{name}"),
+    ("PUT", r"/savedsearches/([^/]+)", "log:UpdateSavedSearch", "savedsearch/{}"),
+    ("POST", r"/dashboards", "log:CreateDashboard", "dashboard/{name}"),
+    ("PUT", r"/dashboards/([^/]+)", "log:UpdateDashboard", "dashboard/{}"),
+    ("POST", r"/jobs", "log:CreateJob", "job/{name}"),
+    ("PUT", r"/jobs/([^/]+)", "log:UpdateJob", "job/{}"),
+]
+NAME_FIELDS = ("savedsearchName", "dashboardName", "name")
+
+
+def needed(call) -> tuple[str, str]:
+    """(action, ARN) that one recorded call needs."""
+    for method, pattern, action, resource in CALL_ACTIONS:
+        match = re.fullmatch(pattern, call.path)
+        if method == call.method and match:
+            name = next((call.body[f] for f in NAME_FIELDS if call.body and f in call.body), "")
+            arn = f"acs:log:ap-southeast-1:1234:project/{call.project}/" + resource.format(
+                *match.groups(), name=name
+            )
+            return action, arn
+    raise AssertionError(f"no RAM action known for {call.method} {call.path}")
+
+
+def test_the_operator_policy_grants_exactly_what_observe_calls(sls_server):
+    assert apply(sls_server)[0] == 0
+    assert apply(sls_server)[0] == 0  # the second run: creates refused, reads and updates
+    grants = [
+        (action, arn)
+        for statement in json.loads(OPERATOR_POLICY.read_text())["Statement"]
+        for action in statement["Action"]
+        for arn in (
+            [statement["Resource"]]
+            if isinstance(statement["Resource"], str)
+            else statement["Resource"]
+        )
+    ]
+    used = set()
+    for call in sls_server.api_calls():
+        action, arn = needed(call)
+        matching = [a for a, pattern in grants if a == action and fnmatch.fnmatchcase(arn, pattern)]
+        assert matching, f"{call.method} {call.path} needs {action} on {arn}"
+        used.add(action)
+    assert used == {action for action, _ in grants}  # nothing granted that is not used

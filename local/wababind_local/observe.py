@@ -28,6 +28,10 @@ DEFAULT_ENDPOINT = "ap-southeast-1.log.aliyuncs.com"
 # LogClient's method names per kind: create_savedsearch, update_dashboard, create_alert, ...
 # (alerts are jobs of type Alert: POST /jobs, PUT /jobs/{name}).
 _SDK_NAMES = {"saved search": "savedsearch", "dashboard": "dashboard", "alert": "alert"}
+# SLS names: 3-63 lowercase letters, digits and hyphens, a letter or digit at both ends; a
+# logstore may have underscores too (https://www.alibabacloud.com/help/en/sls/developer-reference/logstores).
+_PROJECT = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_LOGSTORE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$")
 _REGION = re.compile(r"^([a-z]+-[a-z0-9-]+?)(?:-intranet|-share)?\.log\.aliyuncs\.com$")
 
 
@@ -274,6 +278,13 @@ def run(
     credentials (nothing sent)."""
     out = out or sys.stdout
     env = dict(os.environ) if env is None else env
+    for flag, value, rule in (
+        ("--project", args.project, _PROJECT),
+        ("--logstore", args.logstore, _LOGSTORE),
+    ):
+        if not rule.match(value):
+            print(f"observe: {flag} {value!r} is not an SLS name ({rule.pattern})", file=sys.stderr)
+            return 2
     try:
         overrides = dict(observability.parse_override(o) for o in args.overrides)
         definitions = observability.load(overrides=overrides)
