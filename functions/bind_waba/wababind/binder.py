@@ -114,7 +114,8 @@ class Binder:
                 request_id=result.request_id,
                 ttl_s=self._ttl_s,
             )
-            if not shared:  # Redis is away: hold on (within the deadline) until it has it
+            if not shared and self._health is not None and self._health.wait:
+                # Redis is away: hold on (within the deadline) until every instance can see it
                 with suppress(SharedStoreUnavailable):  # else kept; written when Redis is back
                     self._shared(self._store.flush, waba_id, inv, wait=True)
             return _bound(
@@ -160,10 +161,10 @@ class Binder:
         except SharedStoreUnavailable:
             if self._health is None:
                 raise
+            self._health.waited(f"{inv.request_id}/{waba_id}")
             if self._first_look(inv) and self._health.probe():
                 with suppress(SharedStoreUnavailable):
                     return step()
-            self._health.waited(f"{inv.request_id}/{waba_id}")
             if not wait:
                 raise
         while inv.remaining() > STORE_PROBE_S + STORE_CALL_S + MIN_CALL_TIME_S:

@@ -388,7 +388,7 @@ class RedisStore(IdempotencyStore):
         def away() -> None:
             raise SharedStoreUnavailable("Redis does not answer; writes kept for later")
 
-        self._try(lambda: None, away)
+        self._try(lambda: None, away, now=True)
 
     @property
     def unsynced(self) -> int:
@@ -426,9 +426,10 @@ class RedisStore(IdempotencyStore):
                 )
                 self._syncer.start()
 
-    def _try(self, remote: Callable[[], T], away: Callable[[], T]) -> T:
-        """Redis, after it has taken what it missed; `away()` while Redis is failing."""
-        if self.health.active():
+    def _try(self, remote: Callable[[], T], away: Callable[[], T], now: bool = False) -> T:
+        """Redis, after it has taken what it missed; `away()` while Redis is failing (during
+        the pause after a failure Redis is not tried, unless `now`)."""
+        if self.health.active() and not now:
             return away()
         try:
             self._sync()
