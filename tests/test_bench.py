@@ -158,6 +158,7 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
     text = out.read_text(encoding="utf-8")
     printed = capsys.readouterr().out
     assert text in printed  # the table is printed too
+    assert (out.parent / "quota.png").stat().st_size > 0  # the chart, beside the results
     assert "WabaBindOutcome" not in printed  # the handler's outcome lines were kept off stdout
     for secret in (DEFAULT_KEY.access_key_secret, DEFAULT_STS_KEY.access_key_secret):
         assert secret not in printed

@@ -319,7 +319,7 @@ def test_a_forged_request_does_not_burn_a_nonce(cams_sim):
 
 
 def test_nonce_memory_is_bounded(cams_sim, monkeypatch):
-    monkeypatch.setattr(cams_simulator, "NONCES_PER_KEY", 3)
+    monkeypatch.setattr(cams_simulator.simulator, "NONCES_PER_KEY", 3)
     for nonce in ("a", "b", "c", "d"):
         assert send(cams_sim, signed(SignatureNonce=nonce))[0] == 200
     assert send(cams_sim, signed(SignatureNonce="a"))[0] == 200  # evicted, oldest first

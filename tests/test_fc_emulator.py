@@ -28,7 +28,7 @@ from wababind_local.fc_emulator import (
 )
 
 # Fields that differ between two runs of the same bind.
-VOLATILE = ("StartedAt", "FinishedAt", "DurationMs", "EventId", "RequestId")
+VOLATILE = ("StartedAt", "FinishedAt", "DurationMs", "QuotaWaitMs", "EventId", "RequestId")
 
 PROBE = """
 import json, os

@@ -36,7 +36,7 @@ def app_logs(text: str) -> list[dict[str, Any]]:
 
 def outage_lines(text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The 'went away' and 'came back' lines of the shared store."""
-    logs = [r for r in app_logs(text) if r.get("Component") == "shared-store"]
+    logs = app_logs(text)
     away = [r for r in logs if r["Message"].startswith("Redis unreachable")]
     back = [r for r in logs if r["Message"].startswith("Redis reachable again")]
     return away, back

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import base64
 import contextlib
 import io
@@ -22,7 +23,12 @@ EVENTS = ROOT / "events"
 sys.path.insert(0, str(ROOT / "functions" / "bind_waba"))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m wababind_local.demo", description=__doc__)
+    parser.add_argument(
+        "--out", type=Path, help="also write every outcome record there, as JSON Lines"
+    )
+    args = parser.parse_args(argv)
     from wababind_local.cams_simulator import DEFAULT_KEY, DEMO_FAULTS, CamsSimulator
 
     webhook_secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
@@ -39,10 +45,15 @@ def main() -> int:
             print(f"  {waba_id}  {fault.description}")
         print()
         statuses: Counter[str] = Counter()
+        records: list[dict[str, Any]] = []
         for path in sorted(EVENTS.glob("*.json")):
             for record in run_sample(path, webhook_secret):
                 statuses[record["Status"]] += 1
+                records.append(record)
                 print(describe(path.name, record))
+        if args.out:
+            lines = (json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records)
+            args.out.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
         print()
         total = sum(statuses.values())
         print(

@@ -1,9 +1,11 @@
-"""A loopback SLS PutLogs server that the real aliyun-log-python-sdk talks to.
+"""A loopback SLS server that the real aliyun-log-python-sdk talks to: PutLogs, and the index,
+saved search, dashboard and alert APIs (their behaviour is in sls_resources.py).
 
-It checks what SLS checks on PutLogs (v1 `LOG ak:sig` HMAC-SHA1 signature, STS token, Content-MD5,
-x-log-bodyrawsize, lz4/deflate/uncompressed bodies), decodes the protobuf LogGroup with the SDK's
-own definitions, and keeps every log for tests. The SDK addresses a `http://127.0.0.1:PORT`
-endpoint by IP and names the project in the Host header as `{project}.127.0.0.1`.
+It checks what SLS checks on every call (v1 `LOG ak:sig` HMAC-SHA1 signature, STS token,
+Content-MD5) and on PutLogs (x-log-bodyrawsize, lz4/deflate/uncompressed bodies), decodes the
+protobuf LogGroup with the SDK's own definitions, and keeps every log for tests. The SDK addresses
+a `http://127.0.0.1:PORT` endpoint by IP and names the project in the Host header as
+`{project}.127.0.0.1`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,9 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+from wababind_local.sls_resources import ApiCall, SlsError, SlsResources
 
 _PUT_LOGS = re.compile(r"^/logstores/([A-Za-z0-9_-]+)/shards/(lb|route)$")
 _DATE_TOLERANCE_S = 15 * 60
@@ -44,14 +49,6 @@ class StoredLog:
     fields: dict[str, str]
 
 
-class _Refusal(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-
-
 def _decompress(body: bytes, kind: str, raw_size: int) -> bytes:
     if kind == "":
         return body
@@ -62,7 +59,7 @@ def _decompress(body: bytes, kind: str, raw_size: int) -> bytes:
         return data
     if kind == "deflate":
         return zlib.decompress(body)
-    raise _Refusal(400, "PostBodyInvalid", f"unsupported x-log-compresstype {kind!r}")
+    raise SlsError(400, "PostBodyInvalid", f"unsupported x-log-compresstype {kind!r}")
 
 
 def _decode_log_group(raw: bytes) -> list[dict[str, str]]:
@@ -83,7 +80,8 @@ def _decode_log_group(raw: bytes) -> list[dict[str, str]]:
 
 
 class SlsServer:
-    """`SlsServer(key_id, key_secret, security_token=None).start()`; `.endpoint`, `.records()`."""
+    """`SlsServer(key_id, key_secret, security_token=None).start()`; `.endpoint`, `.records()`,
+    `.api_calls()`, and `.resources` for what the configuration calls left behind."""
 
     def __init__(
         self,
@@ -104,6 +102,7 @@ class SlsServer:
         self._thread: threading.Thread | None = None
         self.calls = 0
         self.refusals: list[str] = []
+        self.resources = SlsResources()
 
     @property
     def endpoint(self) -> str:
@@ -149,8 +148,12 @@ class SlsServer:
                 and (logstore is None or log.logstore == logstore)
             ]
 
+    def api_calls(self) -> list[ApiCall]:
+        """Every index, saved search, dashboard and alert call, in order (PutLogs: records())."""
+        return list(self.resources.calls)
+
     def fail_next(self, n: int, status: int) -> None:
-        """The next `n` PutLogs calls answer `status` with an SLS error body (and store nothing)."""
+        """The next `n` calls answer `status` with an SLS error body (and store nothing)."""
         with self._lock:
             self._faults.extend([(status, 0.0)] * n)
 
@@ -169,32 +172,32 @@ class SlsServer:
             self._logs.extend(StoredLog(project, logstore, fields) for fields in logs)
 
     def check(self, method: str, path: str, query: str, headers: Any, body: bytes) -> None:
-        """Raise _Refusal unless this request is signed with our key and well formed."""
+        """Raise SlsError unless this request is signed with our key and well formed."""
         auth = headers.get("Authorization", "")
         if not auth.startswith("LOG ") or ":" not in auth:
-            raise _Refusal(401, "Unauthorized", "missing or malformed Authorization")
+            raise SlsError(401, "Unauthorized", "missing or malformed Authorization")
         key_id, _, signature = auth[4:].partition(":")
         if key_id != self.access_key_id:
-            raise _Refusal(401, "InvalidAccessKeyId", "the AccessKeyId does not exist")
+            raise SlsError(401, "InvalidAccessKeyId", "the AccessKeyId does not exist")
         if headers.get("x-acs-security-token", "") != self.security_token:
-            raise _Refusal(401, "SecurityTokenExpired", "the security token is invalid")
+            raise SlsError(401, "SecurityTokenExpired", "the security token is invalid")
         if headers.get("x-log-signaturemethod") != "hmac-sha1":
-            raise _Refusal(400, "InvalidSignatureMethod", "only hmac-sha1 is supported")
+            raise SlsError(400, "InvalidSignatureMethod", "only hmac-sha1 is supported")
         date = headers.get("Date", "")
         try:
             sent = parsedate_to_datetime(date)
         except (TypeError, ValueError):
-            raise _Refusal(400, "InvalidDate", "Date header missing or malformed") from None
+            raise SlsError(400, "InvalidDate", "Date header missing or malformed") from None
         if sent.tzinfo is None:
             sent = sent.replace(tzinfo=timezone.utc)
         if abs((datetime.now(timezone.utc) - sent).total_seconds()) > _DATE_TOLERANCE_S:
-            raise _Refusal(400, "RequestTimeTooSkewed", "Date is too far from server time")
+            raise SlsError(400, "RequestTimeTooSkewed", "Date is too far from server time")
         content_md5 = headers.get("Content-MD5", "")
         if body and content_md5 != hashlib.md5(body).hexdigest().upper():
-            raise _Refusal(400, "InvalidContentMD5", "Content-MD5 does not match the body")
+            raise SlsError(400, "InvalidContentMD5", "Content-MD5 does not match the body")
         expected = self._signature(method, path, query, headers, content_md5)
         if not hmac.compare_digest(expected, signature):
-            raise _Refusal(401, "SignatureNotMatch", "signature does not match")
+            raise SlsError(401, "SignatureNotMatch", "signature does not match")
 
     def _signature(self, method: str, path: str, query: str, headers: Any, md5: str) -> str:
         log_headers = sorted(
@@ -206,7 +209,9 @@ class SlsServer:
         )
         resource = path
         if query:
-            pairs = sorted(p.partition("=")[::2] for p in query.split("&"))
+            pairs = sorted(
+                (unquote(k), unquote(v)) for k, _, v in (p.partition("=") for p in query.split("&"))
+            )
             resource += "?" + "&".join(f"{k}={v}" for k, v in pairs)
         content = (
             "\n".join([method, md5, headers.get("Content-Type", ""), headers.get("Date", "")])
@@ -216,29 +221,34 @@ class SlsServer:
         digest = hmac.new(self.access_key_secret.encode(), content.encode(), hashlib.sha1).digest()
         return base64.b64encode(digest).decode()
 
-    def put_logs(self, headers: Any, logstore: str, body: bytes) -> None:
+    def project_of(self, headers: Any) -> str:
+        """The project the SDK names in the Host header (`{project}.127.0.0.1`)."""
         host = headers.get("Host", "").split(":", 1)[0]
         suffix = "." + self._host
         project = host[: -len(suffix)] if host.endswith(suffix) else ""
         if not project:
-            raise _Refusal(400, "ProjectNotExist", "the Host header names no project")
+            raise SlsError(400, "ProjectNotExist", "the Host header names no project")
+        return project
+
+    def put_logs(self, headers: Any, logstore: str, body: bytes) -> None:
+        project = self.project_of(headers)
         try:
             raw_size = int(headers.get("x-log-bodyrawsize", ""))
         except ValueError:
-            raise _Refusal(400, "InvalidBodyRawSize", "x-log-bodyrawsize is missing") from None
+            raise SlsError(400, "InvalidBodyRawSize", "x-log-bodyrawsize is missing") from None
         kind = headers.get("x-log-compresstype", "").lower()
         try:
             raw = _decompress(body, kind, raw_size)
-        except _Refusal:
+        except SlsError:
             raise
         except Exception:
-            raise _Refusal(400, "PostBodyInvalid", "body does not decompress") from None
+            raise SlsError(400, "PostBodyInvalid", "body does not decompress") from None
         if len(raw) != raw_size:
-            raise _Refusal(400, "InvalidBodyRawSize", "x-log-bodyrawsize does not match")
+            raise SlsError(400, "InvalidBodyRawSize", "x-log-bodyrawsize does not match")
         try:
             logs = _decode_log_group(raw)
         except Exception:
-            raise _Refusal(400, "PostBodyInvalid", "body is not a LogGroup") from None
+            raise SlsError(400, "PostBodyInvalid", "body is not a LogGroup") from None
         self._store(project, logstore, logs)
 
 
@@ -253,13 +263,25 @@ def _handler_for(server: SlsServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
+        def do_GET(self) -> None:
+            self._serve("GET")
+
         def do_POST(self) -> None:
+            self._serve("POST")
+
+        def do_PUT(self) -> None:
+            self._serve("PUT")
+
+        def do_DELETE(self) -> None:
+            self._serve("DELETE")
+
+        def _serve(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             path, _, query = self.path.partition("?")
-            match = _PUT_LOGS.match(path)
-            if match is None:
-                self._answer(404, "RequestNotSupported", "only PutLogs is served here")
+            put_logs = _PUT_LOGS.match(path) if method == "POST" else None
+            if put_logs is None and not server.resources.handles(path):
+                self._answer(404, "RequestNotSupported", f"{method} {path} is not served here")
                 return
             fault = server._next_fault()
             if fault is not None:
@@ -270,18 +292,26 @@ def _handler_for(server: SlsServer) -> type[BaseHTTPRequestHandler]:
                     return
                 server._stopping.wait(delay)
             try:
-                server.check("POST", path, query, self.headers, body)
-                server.put_logs(self.headers, match.group(1), body)
-            except _Refusal as refusal:
+                server.check(method, path, query, self.headers, body)
+                if put_logs is not None:
+                    server.put_logs(self.headers, put_logs.group(1), body)
+                    payload = None
+                else:
+                    project = server.project_of(self.headers)
+                    params = dict(parse_qsl(query, keep_blank_values=True))
+                    payload = server.resources.handle(project, method, path, params, body)
+            except SlsError as refusal:
                 server.refusals.append(refusal.code)
                 self._answer(refusal.status, refusal.code, refusal.message)
                 return
-            self._answer(200)
+            self._answer(200, payload=payload)
 
-        def _answer(self, status: int, code: str = "", message: str = "") -> None:
-            body = (
-                json.dumps({"errorCode": code, "errorMessage": message}).encode() if code else b""
-            )
+        def _answer(
+            self, status: int, code: str = "", message: str = "", payload: Any = None
+        ) -> None:
+            if code:
+                payload = {"errorCode": code, "errorMessage": message}
+            body = json.dumps(payload).encode() if payload is not None else b""
             head = [
                 f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
                 f"x-log-requestid: {uuid.uuid4().hex.upper()[:24]}",

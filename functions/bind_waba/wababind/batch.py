@@ -6,12 +6,14 @@ import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from typing import Any
 
+from wababind.binder import Invocation
 from wababind.errors import INVALID_MESSAGE, RetryableBatchError
 from wababind.events import QueueMessage, parse_mq_event
 from wababind.models import parse_bind_request
-from wababind.outcome import Outcome, utcnow
+from wababind.outcome import Lane, Outcome, utcnow
 from wababind.runtime import Runtime, get_runtime, start_invocation
 from wababind.sinks.dispatch import Delivery
 
@@ -20,8 +22,9 @@ def mq_handler(event: bytes | str, context: Any) -> str:
     """Returns the JSON summary; raises RetryableBatchError so the trigger redelivers."""
     started = time.monotonic()
     runtime = get_runtime()
-    inv = start_invocation(context, started)
+    inv = start_invocation(context, "bulk", started)
     messages = parse_mq_event(event, inv.request_id)
+    inv = replace(inv, lane=lane_of(event, messages))
     deliveries: list[Delivery] = []
 
     def bind_one(message: QueueMessage) -> Outcome:
@@ -45,18 +48,30 @@ def mq_handler(event: bytes | str, context: Any) -> str:
     )
 
 
-def _bind_message(runtime: Runtime, message: QueueMessage, inv: Any) -> Outcome:
+def lane_of(event: bytes | str, messages: list[QueueMessage]) -> Lane:
+    """Interactive for one bind request object (`wababind bind`: a person waits for it); bulk
+    for queue events and arrays (`wababind bulk`)."""
+    head = event[:64] if isinstance(event, str) else bytes(event[:64]).decode("utf-8", "ignore")
+    single = head.lstrip("\ufeff \t\r\n").startswith("{")
+    direct = len(messages) == 1 and messages[0].source == "direct"
+    return "interactive" if single and direct else "bulk"
+
+
+def _bind_message(runtime: Runtime, message: QueueMessage, inv: Invocation) -> Outcome:
     if message.error is not None:
-        return _invalid(message, message.error)
+        return _invalid(message, inv, message.error)
     request, problems = parse_bind_request(message.body, runtime.policy)
     if request is None:
         detail = "; ".join(f"{p.field}: {p.message} (rule {p.rule})" for p in problems)
         waba_id = message.body.get("WabaId") if isinstance(message.body, dict) else None
-        return _invalid(message, detail, waba_id if isinstance(waba_id, str) else None)
+        return _invalid(message, inv, detail, waba_id if isinstance(waba_id, str) else None)
     return runtime.binder.bind(request, event_id=message.event_id, source=message.source, inv=inv)
 
 
-def _invalid(message: QueueMessage, detail: str, waba_id: str | None = None) -> Outcome:
+def _invalid(
+    message: QueueMessage, inv: Invocation, detail: str, waba_id: str | None = None
+) -> Outcome:
+    """A message that is not a valid bind request: failed, with no quota wait, in its lane."""
     now = utcnow()
     return Outcome(
         event_id=message.event_id,
@@ -68,6 +83,7 @@ def _invalid(message: QueueMessage, detail: str, waba_id: str | None = None) -> 
         message=detail,
         started_at=now,
         finished_at=now,
+        lane=inv.lane,
     )
 
 

@@ -23,8 +23,8 @@ from wababind.errors import (
 from wababind.fallback import RedisFallback
 from wababind.idempotency import IdempotencyRecord, IdempotencyStore, RecordStatus
 from wababind.models import BindRequest
-from wababind.outcome import Outcome, Source, Status, utcnow
-from wababind.ratelimit import RateLimiter
+from wababind.outcome import Lane, Outcome, Source, Status, utcnow
+from wababind.ratelimit import RateLimiter, wait_for
 
 BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 5.0
@@ -41,9 +41,10 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Invocation:
-    """One handler call: its id, the function's key, and when the binds must be done."""
+    """One handler call: its id, its lane, the function's key, and when the binds must be done."""
 
     request_id: str
+    lane: Lane  # interactive: a person waits (HTTP, `wababind bind`); bulk: a queue drains
     credentials: Credentials | None
     deadline: float  # time.monotonic(): binds end by then, leaving time for the sinks
     finish_by: float  # time.monotonic(): the handler returns by then, before FC's timeout
@@ -54,10 +55,12 @@ class Invocation:
 
 @dataclass(frozen=True)
 class Settled:
-    """What the CAMS step ended with: the last result and how many calls it took."""
+    """What the CAMS step ended with: the last result, how many calls it took, and how long
+    it waited for quota slots."""
 
     result: Bound | BindError
     attempts: int
+    quota_wait_s: float = 0.0
 
 
 class Binder:
@@ -70,7 +73,7 @@ class Binder:
         idempotency_ttl_s: float,
         store_health: RedisFallback | None = None,
     ):
-        self._cams = cams
+        self.cams = cams  # the FC initializer calls cams.prepare() (wababind.cams)
         self._limiter = limiter
         self._store = store
         self._timeout_s = timeout_s
@@ -83,29 +86,29 @@ class Binder:
         self, request: BindRequest, *, event_id: str, source: Source, inv: Invocation
     ) -> Outcome:
         started = utcnow()
-        outcome = self._bind(request, inv, interactive=source == "http")
+        outcome = self._bind(request, inv)
         outcome.event_id, outcome.source, outcome.started_at = event_id, source, started
-        outcome.callback_url = request.callback_url
+        outcome.callback_url, outcome.lane = request.callback_url, inv.lane
         outcome.finished_at = utcnow()
         return outcome
 
-    def _bind(self, request: BindRequest, inv: Invocation, *, interactive: bool) -> Outcome:
+    def _bind(self, request: BindRequest, inv: Invocation) -> Outcome:
         waba_id = request.waba_id
         owner = f"{inv.request_id}/{random.getrandbits(48):012x}"
         try:
             existing = self._shared(
-                lambda: self._claim_or_wait(waba_id, owner, inv), waba_id, inv, interactive
+                lambda: self._claim_or_wait(waba_id, owner, inv), waba_id, inv, _waits(inv)
             )
         except SharedStoreUnavailable:
             return _failed(request, STORE_AWAY, 0)
         if existing is not None:
             return _from_record(request, existing)
         try:
-            settled = self._call_with_retries(waba_id, inv, interactive)
+            settled = self._call_with_retries(waba_id, inv)
         except BaseException:
             self._store.release(waba_id, owner)
             raise
-        result = settled.result
+        result, wait_ms = settled.result, settled.quota_wait_s * 1000
         if isinstance(result, Bound):
             shared = self._store.complete(
                 waba_id,
@@ -118,16 +121,17 @@ class Binder:
                 # Redis is away: hold on (within the deadline) until every instance can see it
                 with suppress(SharedStoreUnavailable):  # else kept; written when Redis is back
                     self._shared(self._store.flush, waba_id, inv, wait=True)
-            return _bound(
+            bound = _bound(
                 request, "bound", result.cust_space_id, result.request_id, settled.attempts
             )
+            return replace(bound, quota_wait_ms=wait_ms)
         if result.retryable:
             self._store.release(waba_id, owner)
         else:
             self._store.fail(
                 waba_id, owner, code=result.code, message=result.message, ttl_s=FAILURE_MEMORY_S
             )
-        return _failed(request, result, settled.attempts)
+        return replace(_failed(request, result, settled.attempts), quota_wait_ms=wait_ms)
 
     def _claim_or_wait(self, waba_id: str, owner: str, inv: Invocation) -> IdempotencyRecord | None:
         """None: we hold the WabaId. Otherwise the record that decides the outcome.
@@ -180,7 +184,7 @@ class Binder:
             first, self._looked_at = self._looked_at != inv.request_id, inv.request_id
         return first
 
-    def _call_with_retries(self, waba_id: str, inv: Invocation, interactive: bool) -> Settled:
+    def _call_with_retries(self, waba_id: str, inv: Invocation) -> Settled:
         """Exponential backoff, full jitter; never starts a call or a sleep past the deadline."""
         if inv.credentials is None:
             return Settled(
@@ -189,28 +193,31 @@ class Binder:
                 ),
                 0,
             )
-        attempts = 0
+        self.cams.prepare(inv.credentials)  # nothing slow between a slot and its call
+        attempts, waited = 0, 0.0
         last: BindError | None = None
         while True:
+            asked = time.monotonic()
             try:
                 slot = self._shared(
-                    lambda: self._limiter.acquire(inv.deadline - MIN_CALL_TIME_S),
+                    lambda: self._limiter.reserve(inv.deadline - MIN_CALL_TIME_S),
                     waba_id,
                     inv,
-                    interactive,
+                    _waits(inv),
                 )
             except SharedStoreUnavailable:
-                last = STORE_AWAY  # no quota slot without the shared limiter: no CAMS call
-                break
-            if not slot:
+                slot, last = None, STORE_AWAY  # no slot without the shared limiter: no call
+            granted = wait_for(slot)
+            waited += time.monotonic() - asked
+            if not granted:
                 break
             remaining = inv.remaining()
             if remaining < MIN_CALL_TIME_S:
                 break
             attempts += 1
-            result = self._cams.bind_waba(waba_id, inv.credentials, min(self._timeout_s, remaining))
+            result = self.cams.bind_waba(waba_id, inv.credentials, min(self._timeout_s, remaining))
             if isinstance(result, Bound) or not result.retryable:
-                return Settled(result, attempts)
+                return Settled(result, attempts, waited)
             last = result
             if is_throttle(result):
                 self._limiter.penalize()
@@ -222,7 +229,12 @@ class Binder:
             last = BindError(
                 DEADLINE_EXCEEDED, "no time left to call CAMS before the deadline", True
             )
-        return Settled(last, attempts)
+        return Settled(last, attempts, waited)
+
+
+def _waits(inv: Invocation) -> bool:
+    """Whether a bind waits for Redis during an outage: yes where a person waits for it."""
+    return inv.lane == "interactive"
 
 
 STORE_AWAY = BindError(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 from dataclasses import dataclass
 from types import ModuleType
@@ -19,26 +20,36 @@ THROTTLE_CODES = frozenset({"System.LimitControl"})
 MAX_MESSAGE = 512
 
 _sdk_lock = threading.Lock()
+_sdk_module: ModuleType | None = None
 
 
 def _sdk() -> ModuleType:
-    """aliyun-python-sdk-core, imported at the first CAMS call: it is half of our import time,
-    and requests that are refused or answered as duplicates never need it."""
+    """aliyun-python-sdk-core, imported once (at `prepare`, or at the first CAMS call): it is half
+    of our import time, and requests that are refused or answered as duplicates never need it."""
+    global _sdk_module
+    if _sdk_module is not None:  # the hot path: no lock, no logging setup
+        return _sdk_module
     with _sdk_lock:
-        import aliyunsdkcore.acs_exception.exceptions
-        import aliyunsdkcore.auth.credentials
-        import aliyunsdkcore.client
-        import aliyunsdkcore.request
+        if _sdk_module is None:
+            import aliyunsdkcore.acs_exception.exceptions
+            import aliyunsdkcore.auth.credentials
+            import aliyunsdkcore.client
+            import aliyunsdkcore.request
 
-        # The SDK logs every error answer at ERROR level, and CAMS's SignatureDoesNotMatch
-        # message carries the server's string-to-sign, SecurityToken included: keep it quiet.
-        sdk_log = logging.getLogger("aliyunsdkcore")
-        if not sdk_log.handlers:
-            sdk_log.addHandler(logging.NullHandler())
-        sdk_log.setLevel(logging.CRITICAL + 1)
-        sdk_log.propagate = False
-        logging.getLogger("aliyunsdkcore.http.http_response").handlers.clear()
-        return aliyunsdkcore
+            _quiet_sdk_logging()
+            _sdk_module = aliyunsdkcore
+        return _sdk_module
+
+
+def _quiet_sdk_logging() -> None:
+    """The SDK logs every error answer at ERROR level, and CAMS's SignatureDoesNotMatch message
+    carries the server's string-to-sign, SecurityToken included: keep it quiet, once."""
+    sdk_log = logging.getLogger("aliyunsdkcore")
+    if not sdk_log.handlers:
+        sdk_log.addHandler(logging.NullHandler())
+    sdk_log.setLevel(logging.CRITICAL + 1)
+    sdk_log.propagate = False
+    logging.getLogger("aliyunsdkcore.http.http_response").handlers.clear()
 
 
 @dataclass(frozen=True)
@@ -80,8 +91,30 @@ class CamsClient:
         self._pool_size = pool_size
         self._lock = threading.Lock()
         self._clients: dict[Credentials, Any] = {}  # AcsClient per key
+        self._connected: set[Credentials] = set()  # clients prepare() opened a connection for
+
+    def prepare(self, creds: Credentials | None) -> None:
+        """Everything slow before a call, done ahead of it: the SDK import, the AcsClient for
+        `creds` and its keep-alive connection. The FC initializer calls it, and the binder calls
+        it before taking a quota slot, so nothing slow sits between a slot and its call. Never
+        raises: a connection that cannot be opened now is opened by the call, as before."""
+        _sdk()
+        if creds is None or creds in self._connected:
+            return
+        client = self._client(creds)
+        with self._lock:
+            if creds in self._connected:
+                return
+            self._connected.add(creds)  # one try per client: an unreachable CAMS costs it once
+        try:
+            _open_keep_alive(client, self._endpoint, min(self._timeout_s, 3.0))
+        except Exception:  # the call itself connects again and reports any real failure
+            return
 
     def _client(self, creds: Credentials) -> Any:
+        client = self._clients.get(creds)  # dict reads are atomic; creation takes the lock
+        if client is not None:
+            return client
         sdk = _sdk()
         with self._lock:
             client = self._clients.get(creds)
@@ -106,7 +139,9 @@ class CamsClient:
                 )
                 # STS keys rotate; keep only the newest few clients.
                 if len(self._clients) >= 4:
-                    self._clients.pop(next(iter(self._clients)))
+                    old = next(iter(self._clients))
+                    self._clients.pop(old)
+                    self._connected.discard(old)
                 self._clients[creds] = client
             return client
 
@@ -131,6 +166,31 @@ class CamsClient:
                 return BindError(CAMS_UNREACHABLE, _network_message(exc), retryable=True)
             return BindError(exc.get_error_code(), safe_message(exc.get_error_msg()), False)
         return parse_answer(status, body)
+
+
+def _open_keep_alive(client: Any, endpoint: CamsEndpoint, timeout_s: float) -> None:
+    """Open one connection in the AcsClient's own pool, the way its next request would pick it
+    (same pool key, same TLS verification), without sending anything. Skipped behind a proxy."""
+    if client.proxy or any(
+        os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy")
+    ):
+        return
+    url = f"{endpoint.scheme}://{endpoint.host}:{endpoint.port}/"
+    verify = client.get_verify()
+    if verify is None:  # as aliyunsdkcore.http.http_response.HttpResponse.get_verify_value
+        verify = os.environ.get("ALIBABA_CLOUD_CA_BUNDLE", True)
+    adapter = client.session.get_adapter(url)
+    pool = adapter.get_connection(url)
+    adapter.cert_verify(pool, url, verify, None)
+    conn = pool._get_conn()
+    try:
+        conn.timeout = timeout_s
+        conn.connect()
+    except Exception:
+        conn.close()
+        pool._put_conn(conn)
+        raise
+    pool._put_conn(conn)
 
 
 def _network_message(exc: Any) -> str:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 Status = Literal["bound", "duplicate", "failed"]
 Source = Literal["http", "rocketmq", "mns", "kafka", "direct"]
+Lane = Literal["interactive", "bulk"]  # which side of the shared quota a request waits on
 
 RECORD_KIND = "WabaBindOutcome"
 
@@ -39,6 +40,8 @@ class Outcome:
     access_denied_detail: str | None = None
     started_at: datetime = field(default_factory=utcnow)
     finished_at: datetime = field(default_factory=utcnow)
+    quota_wait_ms: float = 0.0  # waiting for quota slots, all attempts together
+    lane: Lane = "bulk"
     callback_url: str | None = None
 
     def to_record(self) -> dict[str, Any]:
@@ -60,6 +63,8 @@ class Outcome:
             "StartedAt": iso(self.started_at),
             "FinishedAt": iso(self.finished_at),
             "DurationMs": round((self.finished_at - self.started_at).total_seconds() * 1000, 3),
+            "QuotaWaitMs": round(self.quota_wait_ms, 3),
+            "Lane": self.lane,
         }
 
     def to_json(self) -> str:

@@ -14,7 +14,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
 
-from wababind.fallback import RedisFallback
+from wababind.errors import SharedStoreUnavailable
+from wababind.fallback import OnOutage, RedisFallback
 
 # Slots are spaced 2 % wider than 1/qps: network jitter can bunch calls that left us evenly
 # spaced, and CAMS counts their arrival, not our departure.
@@ -102,22 +103,33 @@ return {wait, tat}
 class RedisRateLimiter(RateLimiter):
     """One TAT for all instances, moved atomically by a Lua script on Redis's clock.
 
-    If Redis fails, this instance falls back to a LocalRateLimiter at `fallback_share` of the
-    quota (others may be doing the same), logs it once, and tries Redis again after a pause.
-    A bind never fails because of Redis.
+    If Redis fails, `on_outage` decides (ON_REDIS_OUTAGE, issue 12):
+    - "local": this instance falls back to a LocalRateLimiter at `fallback_share` of the quota
+      (others may be doing the same), logs it once, and tries Redis again after a pause;
+    - "wait": `reserve()` raises SharedStoreUnavailable, and no slot is guessed from a local
+      share; every later reserve() tries Redis again.
     """
 
     def __init__(
-        self, client: Any, qps: float, key: str = DEFAULT_KEY, fallback_share: float = 0.25
+        self,
+        client: Any,
+        qps: float,
+        key: str = DEFAULT_KEY,
+        fallback_share: float = 0.25,
+        on_outage: OnOutage = "local",
+        health: RedisFallback | None = None,
     ):
         self._client = client
         self._key = key
         self._interval_us = int(SHARED_SAFETY / qps * 1_000_000)
         self._script = client.register_script(_ACQUIRE)
+        self._on_outage = on_outage
         self._fallback = LocalRateLimiter(qps * fallback_share)
-        self.health = RedisFallback(
+        self.health = health or RedisFallback(  # the runtime shares one with the store
             "ratelimit",
-            "Redis unreachable: rate limiting in-process at a conservative share of the quota",
+            "Redis unreachable: rate limiting in-process at a conservative share of the quota"
+            if on_outage == "local"
+            else "Redis unreachable: no quota slots until it answers (ON_REDIS_OUTAGE=wait)",
             "Redis reachable again: shared rate limiting resumed",
         )
 
@@ -125,9 +137,19 @@ class RedisRateLimiter(RateLimiter):
     def degraded(self) -> bool:
         return self.health.degraded
 
+    def _local(self) -> bool:
+        """True while the "local" fallback stands in for Redis (the pause after a failure)."""
+        return self._on_outage == "local" and self.health.active()
+
+    def _outage(self, exc: Exception) -> None:
+        """Record a Redis failure; in "wait" mode, the caller gets no slot but this exception."""
+        self.health.failed(exc)
+        if self._on_outage == "wait":
+            raise SharedStoreUnavailable("Redis does not answer; the shared quota is unknown")
+
     def reserve(self, deadline: float) -> Slot | None:
-        """The slot on Redis's clock; in degraded mode, on the fallback's monotonic clock."""
-        if self.health.active():
+        """The slot on Redis's clock; in "local" fallback, on the fallback's monotonic clock."""
+        if self._local():
             return self._fallback.reserve(deadline)
         max_wait_us = int((deadline - time.monotonic()) * 1_000_000)
         if max_wait_us < 0:
@@ -135,8 +157,8 @@ class RedisRateLimiter(RateLimiter):
         try:
             reply = self._script(keys=[self._key], args=[self._interval_us, max_wait_us, 0])
             wait_us, at_us = (int(v) for v in reply)
-        except Exception as exc:  # any Redis failure means: degrade, never fail
-            self.health.failed(exc)
+        except Exception as exc:  # any Redis failure: degrade (or, in "wait" mode, raise)
+            self._outage(exc)
             return self._fallback.reserve(deadline)
         self.health.succeeded()
         if wait_us < 0:
@@ -144,19 +166,29 @@ class RedisRateLimiter(RateLimiter):
         return Slot(at_us / 1_000_000, wait_us / 1_000_000)
 
     def penalize(self) -> None:
-        if self.health.active():
+        """Never raises: a throttle seen during an outage is remembered locally at most."""
+        if self._local():
             self._fallback.penalize()
             return
         try:
             self._script(keys=[self._key], args=[0, 1 << 62, PENALTY_SLOTS * self._interval_us])
-        except Exception as exc:  # any Redis failure means: degrade, never fail
+        except Exception as exc:  # the next reserve() meets the outage and decides
             self.health.failed(exc)
             self._fallback.penalize()
 
 
-def make_rate_limiter(qps: float, client: Any | None) -> RateLimiter:
-    """Shared on Redis when REDIS_URL is set, in-process otherwise."""
-    return RedisRateLimiter(client, qps) if client is not None else LocalRateLimiter(qps)
+def make_rate_limiter(
+    qps: float,
+    client: Any | None,
+    on_outage: OnOutage = "local",
+    health: RedisFallback | None = None,
+) -> RateLimiter:
+    """Shared on Redis when REDIS_URL is set, in-process otherwise. `on_outage` is what the
+    shared one does when Redis fails: "wait" (raise SharedStoreUnavailable) or "local";
+    `health`, Redis's health as the instance's store sees it too (one log line per outage)."""
+    if client is None:
+        return LocalRateLimiter(qps)
+    return RedisRateLimiter(client, qps, on_outage=on_outage, health=health)
 
 
 def redis_client(url: str) -> Any:

@@ -14,6 +14,7 @@ from wababind.config import Settings, load_settings
 from wababind.credentials import credentials_from
 from wababind.errors import ConfigError
 from wababind.models import CallbackPolicy
+from wababind.outcome import Lane
 from wababind.sinks.base import Sink
 from wababind.sinks.dispatch import Dispatcher
 
@@ -88,7 +89,9 @@ def build_runtime(settings: Settings) -> Runtime:
             settings.cams_timeout_s,
             pool_size=batch_workers(settings.cams_qps),
         ),
-        make_rate_limiter(settings.cams_qps, client),
+        make_rate_limiter(
+            settings.cams_qps, client, on_outage=settings.on_redis_outage, health=health
+        ),
         store,
         settings.cams_timeout_s,
         settings.idempotency_ttl_s,
@@ -136,7 +139,7 @@ def _sinks(settings: Settings) -> list[Sink]:
     return sinks
 
 
-def start_invocation(context: Any, started: float | None = None) -> Invocation:
+def start_invocation(context: Any, lane: Lane, started: float | None = None) -> Invocation:
     """The deadline is FC's function timeout from our start, less a reserve for the sinks."""
     started = time.monotonic() if started is None else started
     function = getattr(context, "function", None)
@@ -147,6 +150,7 @@ def start_invocation(context: Any, started: float | None = None) -> Invocation:
     reserve = min(max(1.0, timeout * 0.1), 10.0)
     return Invocation(
         request_id=str(getattr(context, "request_id", "") or "local"),
+        lane=lane,
         credentials=credentials_from(context),
         deadline=started + max(timeout - reserve, timeout / 2),
         finish_by=started + timeout - min(0.5, timeout * 0.05),

@@ -102,7 +102,7 @@ def _handle(event: bytes | str, context: Any, started: float) -> dict[str, Any]:
     if bind_request is None:
         raise Reject(422, "InvalidRequest", "the bind request breaks a rule", *problems)
 
-    inv = start_invocation(context, started)
+    inv = start_invocation(context, "interactive", started)
     outcome = runtime.binder.bind(
         bind_request, event_id=webhook_id or inv.request_id, source="http", inv=inv
     )

@@ -56,7 +56,7 @@ def _content(value: Any) -> str:
     return json.dumps(value)
 
 
-def safe_reason(error: Exception) -> str:
+def safe_reason(error: Exception, action: str = "PutLogs") -> str:
     """Error code, HTTP status and a short scrubbed message: SLS may echo signatures in messages."""
     code = getattr(error, "get_error_code", lambda: type(error).__name__)()
     status = getattr(error, "resp_status", None)
@@ -67,7 +67,7 @@ def safe_reason(error: Exception) -> str:
         lines = message.splitlines()
         short = _LONG_TOKEN.sub("[redacted]", lines[0] if lines else "")[:120]
     status_part = f" (HTTP {status})" if status and status != 200 else ""
-    return f"SLS PutLogs failed: {code}{status_part}" + (f": {short}" if short else "")
+    return f"SLS {action} failed: {code}{status_part}" + (f": {short}" if short else "")
 
 
 def _transport_problem(message: str) -> str:

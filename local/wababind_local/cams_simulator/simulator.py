@@ -1,103 +1,44 @@
-"""A loopback CAMS (Chat App Message Service) that the real aliyun-python-sdk-core talks to.
-
-It answers the one action the functions call, `ChatappBindWaba` (RPC, version 2020-06-06), after
-the checks the Alibaba Cloud API gateway makes, in its order: required parameters, AccessKeyId,
-STS SecurityToken, signature method/version, the v1 HMAC-SHA1 signature (over the query string
-and any form body, as the SDK signs them), Timestamp (±15 min), SignatureNonce reuse, Action,
-Version, WabaId. Then CAMS's per-account quota (a sliding one-second window, `System.LimitControl`
-above it), latency, an injected fault for the WabaId if any, and success.
-
-Tests drive it in-process (`set_fault`, `calls`, `count`, ...); other processes drive it over
-`/_sim/` (GET /_sim/calls, GET /_sim/bound, POST /_sim/faults, /_sim/config, /_sim/reset).
-`python -m wababind_local.cams_simulator` serves it in the foreground.
-"""
+"""CamsSimulator, the behaviour: the gateway's checks, the per-account quota, faults, records."""
 
 from __future__ import annotations
 
-import argparse
-import base64
-import contextlib
 import hashlib
 import hmac
 import json
 import random
-import signal
-import socket
-import sys
 import threading
 import time
-import uuid
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl
 
-PRODUCT, VERSION, ACTION = "cams", "2020-06-06", "ChatappBindWaba"
-HOST_ID = "cams.ap-southeast-1.aliyuncs.com"
+from wababind_local.cams_simulator.answers import (
+    ACTION,
+    VERSION,
+    _access_denied_detail,
+    _Answer,
+    _error_doc,
+    _json,
+    _request_id,
+)
+from wababind_local.cams_simulator.errors import DOCUMENTED_ERRORS, QUOTA_CODE, _Refusal
+from wababind_local.cams_simulator.faults import DEMO_FAULTS, Fault, _answer_code
+from wababind_local.cams_simulator.server import _Handler, _Server
+from wababind_local.cams_simulator.signing import (
+    DEFAULT_KEY,
+    DEFAULT_STS_KEY,
+    SimKey,
+    _parse_timestamp,
+    sign,
+    string_to_sign,
+)
+
 TIMESTAMP_TOLERANCE_S = 15 * 60
 NONCE_MEMORY_S = 15 * 60
 NONCES_PER_KEY = 100_000
-MAX_BODY = 1 << 20
-QUOTA_CODE = "System.LimitControl"
 
-# Error codes and messages, from:
-# - ChatappBindWaba (its own codes, all HTTP 400):
-#   https://www.alibabacloud.com/help/en/chatapp/developer-reference/api-cams-2020-06-06-chatappbindwaba
-# - CAMS public error codes:
-#   https://help.aliyun.com/en/chatapp/developer-reference/api-cams-2020-06-06-errorcodes
-# - Alibaba Cloud OpenAPI gateway client errors (Missing{Name}, InvalidAccessKeyId.NotFound,
-#   InvalidTimeStamp.*, SignatureNonceUsed, SignatureDoesNotMatch, Throttling.User):
-#   https://help.aliyun.com/en/document_detail/434846.html, https://developer.aliyun.com/ask/278265
-# - server errors InternalError 500, ServiceUnavailable 503:
-#   https://help.aliyun.com/en/dns/error-code
-# - MissingSecurityToken: https://github.com/denverdino/aliyungo/issues/204
-DOCUMENTED_ERRORS: dict[str, tuple[int, str]] = {
-    "Ram.PermissionDeny": (400, "You are not authorized to perform the operation."),
-    "Product.Unsubscript": (400, "You have not subscribed to the specified product."),
-    "Unknown.ResourceOwnerId": (400, "The resource does not belong to the current user."),
-    "System.LimitControl": (400, "The system is under flow control."),
-    "Throttling.User": (400, "Request was denied due to user flow control."),
-    "Throttling.Api": (400, "Request was denied due to api flow control."),
-    "ServiceUnavailable": (503, "The request has failed due to a temporary failure of the server."),
-    "InternalError": (
-        500,
-        "The request processing has failed due to some unknown error, exception or failure.",
-    ),
-    "999999": (400, "System Exception. Please refresh the page and try again"),
-    "ERR-FB-001": (
-        400,
-        "Unsupported get request. Does not exist, cannot be loaded due to missing permissions, "
-        "Or does not support this operation. Please read the Graph API documentation at "
-        "https://developers.facebook.com/docs/graph-api.",
-    ),
-    "ERR-OPERATION-MAAP-0060": (400, "The subscriber has not bind WABA."),
-    "ERR-COMMON-001": (500, "System exception, please contact administrator."),
-    "CHAT.APIError": (500, "You are not authorized to do this operation."),
-}
-
-_GATEWAY_ERRORS: dict[str, tuple[int, str]] = {
-    "InvalidAccessKeyId.NotFound": (404, "Specified access key is not found."),
-    "MissingSecurityToken": (400, "SecurityToken is mandatory for this action."),
-    "InvalidSecurityToken.Malformed": (400, "Specified SecurityToken is malformed."),
-    "InvalidSecurityToken.MismatchWithAccessKey": (
-        400,
-        "Specified SecurityToken mismatch with the AccessKey.",
-    ),
-    "InvalidSignatureMethod": (400, "Specified signature method is not valid."),
-    "InvalidSignatureVersion": (400, "Specified signature version is not valid."),
-    "SignatureDoesNotMatch": (400, "Specified signature is not matched with our calculation."),
-    "InvalidTimeStamp.Format": (400, "Specified time stamp or date value is not well formatted."),
-    "InvalidTimeStamp.Expired": (400, "Specified time stamp or date value is expired."),
-    "SignatureNonceUsed": (400, "Specified signature nonce was used already."),
-    "InvalidAction.NotFound": (
-        404,
-        "Specified api is not found, please check your url and method.",
-    ),
-    "InvalidVersion": (400, "Specified parameter Version is not valid."),
-}
 
 _REQUIRED = (
     "Action",
@@ -109,159 +50,6 @@ _REQUIRED = (
     "SignatureNonce",
     "Timestamp",
 )
-
-
-@dataclass(frozen=True)
-class SimKey:
-    """An AccessKey the simulator accepts; keys of one account share its quota."""
-
-    access_key_id: str
-    access_key_secret: str
-    security_token: str | None = None
-    account: str = "default"
-
-    def __repr__(self) -> str:
-        return f"SimKey(access_key_id={self.access_key_id!r}, account={self.account!r}, ...)"
-
-
-DEFAULT_KEY = SimKey("LTAI5tSimulatorKey0001", "SimulatorSecret0001NotARealKey")
-DEFAULT_STS_KEY = SimKey(
-    "STS.NTSimulatorStsKey0001",
-    "SimulatorStsSecret0001NotARealKey",
-    security_token="CAISimulatorSecurityToken0001+NotAReal/Token==",
-    account=DEFAULT_KEY.account,
-)
-
-
-@dataclass(frozen=True)
-class Fault:
-    """What the simulator answers for a WabaId instead of a plain success.
-
-    `times=None` fires on every call; `times=N` on the next N calls of that WabaId (those that
-    pass the quota), after which it clears; `times=0` clears it at once.
-    """
-
-    kind: str
-    status: int = 200
-    code: str = ""
-    message: str = ""
-    seconds: float = 0.0
-    times: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.kind not in _FAULT_KINDS:
-            raise ValueError(f"unknown fault kind {self.kind!r}")
-        if self.times is not None and (isinstance(self.times, bool) or self.times < 0):
-            raise ValueError("times must be None or a count >= 0")
-        if not 100 <= self.status <= 599:
-            raise ValueError("status must be an HTTP status")
-        if self.seconds < 0:
-            raise ValueError("seconds must be >= 0")
-
-    @classmethod
-    def error(cls, code: str, status: int, message: str, times: int | None = None) -> Fault:
-        """CAMS's JSON error answer with `code` at HTTP `status`."""
-        return cls("error", status=status, code=code, message=message, times=times)
-
-    @classmethod
-    def success_false(cls, code: str, message: str, times: int | None = None) -> Fault:
-        """HTTP 200 whose JSON says `Success: false` with `code`."""
-        return cls("success_false", code=code, message=message, times=times)
-
-    @classmethod
-    def http_status(cls, status: int, times: int | None = None) -> Fault:
-        """A bare HTTP `status` with an HTML body, as a load balancer in front would send."""
-        return cls("http_status", status=status, times=times)
-
-    @classmethod
-    def garbage(cls, times: int | None = None) -> Fault:
-        """HTTP 200 with a body that is not JSON."""
-        return cls("garbage", times=times)
-
-    @classmethod
-    def slow(cls, seconds: float, times: int | None = None) -> Fault:
-        """Answer a normal success (and bind) after `seconds` more."""
-        return cls("slow", seconds=seconds, times=times)
-
-    @classmethod
-    def drop(cls, times: int | None = None) -> Fault:
-        """Close the connection without answering."""
-        return cls("drop", times=times)
-
-    @classmethod
-    def from_dict(cls, doc: dict[str, Any]) -> Fault:
-        """The control API's form: {"kind": ..., "code"/"status"/"message"/"seconds", "times"}."""
-        kind = str(doc.get("kind", ""))
-        times = doc.get("times")
-        if times is not None and not isinstance(times, int):
-            raise ValueError("times must be an integer or null")
-        if kind == "error":
-            code = str(doc.get("code") or "")
-            if not code:
-                raise ValueError("an error fault needs a code")
-            status, message = DOCUMENTED_ERRORS.get(code, (400, code))
-            return cls.error(
-                code, int(doc.get("status", status)), str(doc.get("message", message)), times
-            )
-        if kind == "success_false":
-            code = str(doc.get("code") or "")
-            if not code:
-                raise ValueError("a success_false fault needs a code")
-            message = DOCUMENTED_ERRORS.get(code, (200, code))[1]
-            return cls.success_false(code, str(doc.get("message", message)), times)
-        if kind == "http_status":
-            return cls.http_status(int(doc.get("status", 503)), times)
-        if kind == "slow":
-            return cls.slow(float(doc.get("seconds", 1.0)), times)
-        if kind == "garbage":
-            return cls.garbage(times)
-        if kind == "drop":
-            return cls.drop(times)
-        raise ValueError(f"unknown fault kind {kind!r}; one of: {', '.join(_FAULT_KINDS)}, clear")
-
-    @property
-    def description(self) -> str:
-        """One line for people: what CAMS answers, and for how many calls."""
-        what = {
-            "error": f"CAMS answers {self.code} (HTTP {self.status}): {_short(self.message)}",
-            "success_false": (
-                f"CAMS answers HTTP 200, Success false, {self.code}: {_short(self.message)}"
-            ),
-            "http_status": f"a bare HTTP {self.status} page, no JSON",
-            "garbage": "HTTP 200 with a body that is not JSON",
-            "slow": f"answers OK {self.seconds:g} s late",
-            "drop": "closes the connection without answering",
-        }[self.kind]
-        if self.times is None:
-            return f"{what} — every call"
-        if self.times == 0:
-            return f"{what} — cleared"
-        if self.times == 1:
-            return f"{what} — the next call only, then binds"
-        return f"{what} — the next {self.times} calls, then binds"
-
-    def __str__(self) -> str:
-        return self.description
-
-
-_FAULT_KINDS = ("error", "success_false", "http_status", "garbage", "slow", "drop")
-
-
-def _short(text: str, limit: int = 80) -> str:
-    text = text.rstrip(" .")
-    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
-
-
-DEMO_FAULTS: dict[str, Fault] = {
-    "900000000000001": Fault.error("Ram.PermissionDeny", *DOCUMENTED_ERRORS["Ram.PermissionDeny"]),
-    "900000000000002": Fault.error(
-        "Product.Unsubscript", *DOCUMENTED_ERRORS["Product.Unsubscript"]
-    ),
-    "900000000000003": Fault.success_false(
-        "ERR-FB-001", "Graph API refused the WABA: missing permissions."
-    ),
-    "900000000000004": Fault.http_status(503, times=1),
-}
 
 
 @dataclass(frozen=True)
@@ -278,90 +66,9 @@ class CallRecord:
     throttled: bool = False  # refused by the simulator's own quota
 
 
-@dataclass
-class _Answer:
-    status: int
-    body: bytes
-    content_type: str = "application/json;charset=utf-8"
-    request_id: str | None = None
-    delay_s: float = 0.0
-    drop: bool = False
-
-
-class _Refusal(Exception):
-    def __init__(self, code: str, message: str | None = None, status: int | None = None) -> None:
-        known_status, known_message = _GATEWAY_ERRORS.get(code, (400, code))
-        super().__init__(code)
-        self.code = code
-        self.status = status or known_status
-        self.message = message or known_message
-
-
-def percent_encode(value: str) -> str:
-    """RFC 3986 encoding, as Alibaba Cloud's v1 signature wants it (space %20, `~` kept)."""
-    return quote(value, safe="~")
-
-
-def string_to_sign(method: str, params: dict[str, str]) -> str:
-    """`METHOD&%2F&` + the encoded, sorted canonical query (every parameter but Signature)."""
-    canonical = "&".join(
-        f"{percent_encode(k)}={percent_encode(v)}"
-        for k, v in sorted(params.items())
-        if k != "Signature"
-    )
-    return f"{method}&%2F&{percent_encode(canonical)}"
-
-
-def sign(text: str, secret: str) -> str:
-    """v1 HMAC-SHA1 signature, key = secret + "&"."""
-    digest = hmac.new(f"{secret}&".encode(), text.encode(), hashlib.sha1).digest()
-    return base64.b64encode(digest).decode()
-
-
 def cust_space_id(waba_id: str) -> str:
     """The CustSpaceId CAMS gives a WabaId here: stable, so rebinding answers the same."""
     return "cs-" + hashlib.sha256(f"cams-sim:{waba_id}".encode()).hexdigest()[:20]
-
-
-def _parse_timestamp(value: str) -> float:
-    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S.%fZ"):
-        try:
-            return datetime.strptime(value, fmt).replace(tzinfo=timezone.utc).timestamp()
-        except ValueError:
-            continue
-    raise _Refusal("InvalidTimeStamp.Format")
-
-
-def _json(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, separators=(",", ":")).encode()
-
-
-def _request_id() -> str:
-    return str(uuid.uuid4()).upper()
-
-
-def _error_doc(code: str, message: str, request_id: str) -> dict[str, Any]:
-    return {
-        "RequestId": request_id,
-        "HostId": HOST_ID,
-        "Code": code,
-        "Message": message,
-        "Recommend": (
-            f"https://api.aliyun.com/troubleshoot?q={code}&product={PRODUCT}&requestId={request_id}"
-        ),
-    }
-
-
-def _access_denied_detail(key: SimKey) -> dict[str, str]:
-    return {
-        "AuthAction": f"{PRODUCT}:{ACTION}",
-        "AuthPrincipalType": "AssumedRoleUser" if key.security_token else "SubUser",
-        "AuthPrincipalDisplayName": key.access_key_id,
-        "AuthPrincipalOwnerId": "1234567890",
-        "NoPermissionType": "ImplicitDeny",
-        "PolicyType": "AccountLevelIdentityBasedPolicy",
-        "EncodedDiagnosticMessage": "simulated",
-    }
 
 
 def max_in_window(times: list[float], window_s: float = 1.0) -> int:
@@ -791,155 +498,3 @@ class CamsSimulator:
                     "jitter_ms": self._jitter_s * 1000,
                 }
         raise LookupError(path)
-
-
-def _answer_code(fault: Fault | None) -> str:
-    if fault is None or fault.kind == "slow":
-        return "OK"
-    return {
-        "error": fault.code,
-        "success_false": fault.code,
-        "http_status": f"HTTP{fault.status}",
-        "garbage": "Garbage",
-        "drop": "Dropped",
-    }[fault.kind]
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    sim: CamsSimulator
-
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        self._open: set[socket.socket] = set()
-        self._open_lock = threading.Lock()
-        super().__init__(address, handler)
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        with self._open_lock:
-            self._open.add(request)
-        super().process_request(request, client_address)
-
-    def shutdown_request(self, request: Any) -> None:
-        with self._open_lock:
-            self._open.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        with self._open_lock:
-            open_now = list(self._open)
-        for conn in open_now:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients that hang up mid-answer are normal here: stay silent."""
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-    timeout = 120
-    server_version = "CamsSimulator/1.0"
-    sys_version = ""
-    server: _Server
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silent: the tests and the CLI print what matters."""
-
-    def do_GET(self) -> None:
-        self._dispatch()
-
-    def do_POST(self) -> None:
-        self._dispatch()
-
-    def _dispatch(self) -> None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            length = -1
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            length = -1
-        if not 0 <= length <= MAX_BODY:
-            self.close_connection = True
-            self._send(_Answer(413 if length > MAX_BODY else 411, _json({"error": "bad length"})))
-            return
-        body = self.rfile.read(length) if length > 0 else b""
-        path, _, query = self.path.partition("?")
-        sim = self.server.sim
-        if path.startswith("/_sim/"):
-            self._send(sim._handle_control(self.command, path, query, body))
-            return
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        answer = sim._handle_rpc(self.command, path, query, headers, body)
-        if answer.delay_s > 0 and sim._stopping.wait(answer.delay_s):
-            answer.drop = True
-        if answer.drop:
-            self.close_connection = True
-            return
-        self._send(answer)
-
-    def _send(self, answer: _Answer) -> None:
-        try:
-            self.send_response(answer.status)
-            self.send_header("Content-Type", answer.content_type)
-            self.send_header("Content-Length", str(len(answer.body)))
-            if answer.request_id:
-                self.send_header("x-acs-request-id", answer.request_id)
-            self.end_headers()
-            self.wfile.write(answer.body)
-            self.wfile.flush()
-        except OSError:
-            self.close_connection = True
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Serve in the foreground; print one JSON line with the endpoint and key first."""
-    parser = argparse.ArgumentParser(
-        prog="python -m wababind_local.cams_simulator",
-        description="A local CAMS ChatappBindWaba endpoint for wababind.",
-    )
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--qps", type=float, default=10.0, help="per-account quota; 0 = none")
-    parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--jitter-ms", type=float, default=0.0)
-    parser.add_argument("--demo-faults", action="store_true", help="the demo's fault WabaIds")
-    args = parser.parse_args(argv)
-
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: object) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    sim = CamsSimulator(
-        qps=args.qps if args.qps > 0 else None,
-        latency_s=args.latency_ms / 1000,
-        jitter_s=args.jitter_ms / 1000,
-        demo_faults=args.demo_faults,
-        host=args.host,
-        port=args.port,
-    )
-    try:
-        sim.start()
-    except OSError as exc:
-        print(f"cannot listen on {args.host}:{args.port} ({exc.strerror})", file=sys.stderr)
-        return 1
-    try:
-        line = {
-            "endpoint": sim.endpoint,
-            "access_key_id": DEFAULT_KEY.access_key_id,
-            "access_key_secret": DEFAULT_KEY.access_key_secret,
-        }
-        print(json.dumps(line), flush=True)
-        while not stop.wait(0.5):
-            pass
-    finally:
-        sim.stop()
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,119 @@
+"""`make bench`: MQ-handler throughput against the CAMS simulator's quota, and cold start.
+
+Three parts, all on loopback:
+
+1. One process: for each CAMS latency x batch size, a fresh simulator with its quota on, one
+   warm-up bind (the instance is warm, as FC reuses it), then one direct-invoke batch of unique
+   WabaIds through `index.mq_handler`. Binds/s = bound binds / the handler call's wall time.
+2. N processes (spawned) share one real `redis-server` (the Redis limiter and idempotency
+   store) and one simulator; they start together and bind a batch each. Combined binds/s =
+   all bound binds / (last finish - first start); the highest count of calls the simulator
+   saw (throttled ones included) in any 1-s window.
+3. Cold start: the median time to import `index` in a fresh interpreter, as a ratio against
+   importing the official Tea SDK client, `alibabacloud_cams20200606.client` (pip-installed
+   into this venv when missing).
+
+The table goes to stdout and to `bench/results.md`, with the targets and PASS/FAIL for each.
+"""
+
+from __future__ import annotations
+
+from wababind_local.bench.charts import (
+    CallTrace,
+    draw_quota_chart,
+    window_counts,
+    write_quota_chart,
+)
+from wababind_local.bench.cold_start import (
+    ImportProbeError,
+    install_tea_sdk,
+    measure_cold_start,
+    time_import,
+)
+from wababind_local.bench.config import (
+    CAMS_TIMEOUT_S,
+    CODE_ROOT,
+    DEFAULT_OUT,
+    HANDLER_MODULE,
+    IMPORT_PROBE_TIMEOUT_S,
+    MQ_TIMEOUT_S,
+    PROCESS_READY_TIMEOUT_S,
+    ROOT,
+    TEA_MODULE,
+    TEA_REQUIREMENT,
+    WINDOW_GAP_S,
+    Config,
+    parse_args,
+)
+from wababind_local.bench.handler import bench_context, invoke, patched_env, product_env, waba_ids
+from wababind_local.bench.one_process import run_one_process
+from wababind_local.bench.processes import process_worker
+from wababind_local.bench.redis_server import redis_server
+from wababind_local.bench.render import MATRIX_HEADER, SHARED_HEADER, render
+from wababind_local.bench.results import ColdStart, Run
+from wababind_local.bench.runner import main
+from wababind_local.bench.shared_redis import run_processes
+from wababind_local.bench.stats import import_breakdown
+from wababind_local.bench.targets import (
+    TARGET_COLD_RATIO,
+    TARGET_ONE_PROCESS_RATIO,
+    TARGET_SHARED_RATIO,
+    TARGET_THROTTLED_SHARE,
+    Target,
+    evaluate,
+)
+
+# bench.py imported these from the simulator; code that reached them through it still can.
+from wababind_local.cams_simulator import DEFAULT_STS_KEY, QUOTA_CODE, CamsSimulator, max_in_window
+from wababind_local.stats import percentile
+
+__all__ = [
+    "CAMS_TIMEOUT_S",
+    "CODE_ROOT",
+    "DEFAULT_OUT",
+    "DEFAULT_STS_KEY",
+    "HANDLER_MODULE",
+    "IMPORT_PROBE_TIMEOUT_S",
+    "MATRIX_HEADER",
+    "MQ_TIMEOUT_S",
+    "PROCESS_READY_TIMEOUT_S",
+    "QUOTA_CODE",
+    "ROOT",
+    "SHARED_HEADER",
+    "TARGET_COLD_RATIO",
+    "TARGET_ONE_PROCESS_RATIO",
+    "TARGET_SHARED_RATIO",
+    "TARGET_THROTTLED_SHARE",
+    "TEA_MODULE",
+    "TEA_REQUIREMENT",
+    "WINDOW_GAP_S",
+    "CallTrace",
+    "CamsSimulator",
+    "ColdStart",
+    "Config",
+    "ImportProbeError",
+    "Run",
+    "Target",
+    "bench_context",
+    "draw_quota_chart",
+    "evaluate",
+    "import_breakdown",
+    "install_tea_sdk",
+    "invoke",
+    "main",
+    "max_in_window",
+    "measure_cold_start",
+    "parse_args",
+    "patched_env",
+    "percentile",
+    "process_worker",
+    "product_env",
+    "redis_server",
+    "render",
+    "run_one_process",
+    "run_processes",
+    "time_import",
+    "waba_ids",
+    "window_counts",
+    "write_quota_chart",
+]

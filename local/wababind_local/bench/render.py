@@ -1,0 +1,204 @@
+"""bench/results.md: the run, its tables and the targets, as Markdown."""
+
+from __future__ import annotations
+
+import os
+import platform
+from collections.abc import Sequence
+from datetime import datetime, timezone
+
+from wababind_local.bench.config import (
+    CAMS_TIMEOUT_S,
+    HANDLER_MODULE,
+    MQ_TIMEOUT_S,
+    TEA_MODULE,
+    TEA_REQUIREMENT,
+    WINDOW_GAP_S,
+    Config,
+)
+from wababind_local.bench.handler import _product_path
+from wababind_local.bench.results import ColdStart, Run
+from wababind_local.bench.stats import _pct, _ratio, _secs
+from wababind_local.bench.targets import Target
+from wababind_local.stats import percentile
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+MATRIX_HEADER = (
+    "CAMS latency (ms)",
+    "batch",
+    "bound",
+    "failed",
+    "wall (s)",
+    "binds/s",
+    "x quota",
+    "CAMS calls",
+    "throttled",
+    "p50 per bind (s)",
+    "p95 per bind (s)",
+    "max calls in a 1-s window",
+)
+
+
+SHARED_HEADER = (
+    "processes",
+    "batch each",
+    "CAMS latency (ms)",
+    "bound",
+    "failed",
+    "wall (s)",
+    "combined binds/s",
+    "x quota",
+    "CAMS calls",
+    "throttled",
+    "p50 per bind (s)",
+    "p95 per bind (s)",
+    "max calls in any 1-s window",
+)
+
+
+def _run_row(run: Run, qps: float) -> list[str]:
+    return [
+        f"{run.bound}",
+        f"{run.statuses['failed']}",
+        f"{run.wall_s:.2f}",
+        f"{run.binds_per_s:.2f}",
+        _ratio(run.binds_per_s / qps),
+        f"{run.calls}",
+        _pct(run.throttled_share),
+        _secs(percentile(run.durations_s, 50)),
+        _secs(percentile(run.durations_s, 95)),
+        f"{run.max_window}",
+    ]
+
+
+def render(
+    config: Config,
+    matrix: list[Run],
+    shared: Run | None,
+    shared_problem: str | None,
+    cold: ColdStart | None,
+    targets: list[Target],
+    elapsed_s: float,
+) -> str:
+    """bench/results.md: the run, the three tables, the targets."""
+    quota = config.qps
+    _product_path()
+    from wababind.runtime import batch_workers
+
+    workers = batch_workers(quota)
+    when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    lines = [
+        "# wababind benchmark",
+        "",
+        f"`make bench`{' --quick' if config.quick else ''} run of {when}, {elapsed_s:.0f} s: "
+        f"Python {platform.python_version()} on {platform.system()} {platform.machine()}, "
+        f"{os.cpu_count()} CPUs. CAMS simulator quota **{quota:g} calls/s** "
+        f"(`CAMS_QPS={quota:g}`), `CAMS_TIMEOUT_S={CAMS_TIMEOUT_S:g}`, function timeout "
+        f"{MQ_TIMEOUT_S} s, direct-invoke batches of unique WabaIds through `index.mq_handler`.",
+        "",
+        "## Targets",
+        "",
+    ]
+    verdict = {True: "PASS", False: "**FAIL**", None: "not measured"}
+    lines += _table(
+        ("target", "measured", "result"),
+        [(t.name, t.measured, verdict[t.passed]) for t in targets],
+    )
+    passed = sum(1 for t in targets if t.passed)
+    lines += ["", f"{passed} of {len(targets)} targets met.", ""]
+    if config.quick:
+        lines += [
+            "Quick run (`--quick`): small batches at a higher quota, a smoke test of the bench. "
+            "The targets are meant for the full run, `make bench`.",
+            "",
+        ]
+
+    lines += ["## One process (in-process limiter)", ""]
+    lines += _table(
+        MATRIX_HEADER,
+        [[f"{r.latency_ms:g}", f"{r.batch}", *_run_row(r, quota)] for r in matrix],
+    )
+    lines += [""]
+
+    lines += [f"## {config.processes} processes sharing one redis-server", ""]
+    if shared is not None:
+        lines += _table(
+            SHARED_HEADER,
+            [
+                [
+                    f"{shared.processes}",
+                    f"{shared.batch}",
+                    f"{shared.latency_ms:g}",
+                    *_run_row(shared, quota),
+                ]
+            ],
+        )
+    else:
+        lines += [f"Not run: {shared_problem}."]
+    lines += [""]
+
+    lines += ["## Cold start", ""]
+    if cold is not None:
+        rows = [
+            _import_row(f"`{HANDLER_MODULE}` (the handler module)", cold.handler_s),
+            _import_row(f"`{TEA_MODULE}` (Tea SDK, {TEA_REQUIREMENT})", cold.tea_s),
+        ]
+        lines += _table(("import, fresh interpreter", "median (ms)", "min", "max", "runs"), rows)
+        lines += ["", f"Ratio handler / Tea SDK (medians): **{_ratio(cold.ratio)}**."]
+        if cold.tea_problem:
+            lines += ["", f"Tea SDK not measured: {cold.tea_problem}."]
+        if cold.breakdown:
+            lines += [
+                "",
+                f"Where importing `{HANDLER_MODULE}` spends its time (one `python -X importtime` "
+                "run, which inflates times a little):",
+                "",
+            ]
+            lines += _table(
+                ("package", "ms", "first imported by"),
+                [(p, f"{ms:.1f}", f"`{by}`" if by else "") for p, ms, by in cold.breakdown[:10]],
+            )
+    else:
+        lines += ["Not run."]
+    lines += ["", "## How it is measured", ""]
+    lines += [
+        "- binds/s = bound binds ÷ wall time of the handler call (for several processes: from "
+        "the first start to the last finish); x quota divides that by the simulator's quota.",
+        "- Each load starts on a warm instance (one warm-up bind, then "
+        f"{WINDOW_GAP_S:g} s so its call leaves the 1-s window) against a fresh simulator.",
+        "- throttled = CAMS calls answered `System.LimitControl` ÷ CAMS calls of the load.",
+        "- time per bind = each outcome's `DurationMs`, waiting for a quota slot included: in a "
+        f"long batch each of the handler's {workers} workers (1.5 x quota) queues behind the "
+        f"others, so a bind takes about {workers} slots, times the processes sharing the quota.",
+        "- max calls in a 1-s window counts every call the simulator saw in the run (warm-ups "
+        "and throttled calls included), over half-open windows [t, t + 1 s).",
+        "- cold start = median `time.perf_counter()` around the import in fresh interpreters "
+        "(bytecode cached; runs interleaved).",
+    ]
+    notes = [
+        f"{r.processes} process(es), batch {r.batch}, {r.latency_ms:g} ms: the handler raised "
+        f"{', '.join(r.raised)}; {r.warnings} app-log warning(s)"
+        for r in [*matrix, *([shared] if shared else [])]
+        if r.raised or r.warnings
+    ]
+    if notes:
+        lines += ["", "## Notes", "", *[f"- {n}" for n in notes]]
+    return "\n".join(lines) + "\n"
+
+
+def _import_row(label: str, values: list[float]) -> list[str]:
+    if not values:
+        return [label, "n/a", "n/a", "n/a", "0"]
+    return [
+        label,
+        f"{percentile(values, 50) * 1000:.1f}",
+        f"{min(values) * 1000:.1f}",
+        f"{max(values) * 1000:.1f}",
+        f"{len(values)}",
+    ]

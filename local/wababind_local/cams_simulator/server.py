@@ -1,0 +1,104 @@
+"""The HTTP layer: a threaded loopback server whose handler hands each request to the simulator."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING, Any
+
+from wababind_local.cams_simulator.answers import _Answer, _json
+
+if TYPE_CHECKING:
+    from wababind_local.cams_simulator.simulator import CamsSimulator
+
+MAX_BODY = 1 << 20
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    sim: CamsSimulator
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self._open: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
+        super().__init__(address, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            self._open.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        with self._open_lock:
+            self._open.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        with self._open_lock:
+            open_now = list(self._open)
+        for conn in open_now:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that hang up mid-answer are normal here: stay silent."""
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
+    timeout = 120
+    server_version = "CamsSimulator/1.0"
+    sys_version = ""
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silent: the tests and the CLI print what matters."""
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            length = -1
+        if not 0 <= length <= MAX_BODY:
+            self.close_connection = True
+            self._send(_Answer(413 if length > MAX_BODY else 411, _json({"error": "bad length"})))
+            return
+        body = self.rfile.read(length) if length > 0 else b""
+        path, _, query = self.path.partition("?")
+        sim = self.server.sim
+        if path.startswith("/_sim/"):
+            self._send(sim._handle_control(self.command, path, query, body))
+            return
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        answer = sim._handle_rpc(self.command, path, query, headers, body)
+        if answer.delay_s > 0 and sim._stopping.wait(answer.delay_s):
+            answer.drop = True
+        if answer.drop:
+            self.close_connection = True
+            return
+        self._send(answer)
+
+    def _send(self, answer: _Answer) -> None:
+        try:
+            self.send_response(answer.status)
+            self.send_header("Content-Type", answer.content_type)
+            self.send_header("Content-Length", str(len(answer.body)))
+            if answer.request_id:
+                self.send_header("x-acs-request-id", answer.request_id)
+            self.end_headers()
+            self.wfile.write(answer.body)
+            self.wfile.flush()
+        except OSError:
+            self.close_connection = True
