@@ -119,6 +119,7 @@ class Binder:
             )
             if not shared and self._health is not None and self._health.wait:
                 # Redis is away: hold on (within the deadline) until every instance can see it
+                self._health.waited(f"{inv.request_id}/{waba_id}")
                 with suppress(SharedStoreUnavailable):  # else kept; written when Redis is back
                     self._shared(self._store.flush, waba_id, inv, wait=True)
             bound = _bound(
