@@ -4,16 +4,22 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := $(CURDIR)/functions/bind_waba:$(CURDIR)/local:$(CURDIR)
 
-.PHONY: demo test serve bench lint typecheck clean
+.PHONY: demo test serve bench package lint typecheck clean
 
-$(VENV)/.runtime: requirements.txt pyproject.toml
+$(VENV)/.runtime: requirements.txt requirements-sls.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -r requirements-sls.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	touch $@
 
 $(VENV)/.dev: $(VENV)/.runtime requirements-dev.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# Serverless Devs CLI, pinned, project-local: the fc3 schema test renders s*.yaml with it (offline).
+S_CLI := node_modules/.bin/s
+$(S_CLI): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 demo: $(VENV)/.runtime
@@ -25,6 +31,12 @@ serve: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) -m wababind_local.bench
 
+# The code package `s deploy` uploads (its pre-deploy action runs the same script), with its
+# size against the official Tea SDK client installed the same way. OUTCOME_SINKS=log,sls adds
+# the SLS SDK.
+package: $(VENV)/.runtime
+	$(PY) tools/build_package.py --compare-tea
+
 lint: $(VENV)/.dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
@@ -33,7 +45,7 @@ typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy
 
 # The suite runs against a real redis-server that this target starts and stops.
-test: $(VENV)/.dev
+test: $(VENV)/.dev $(S_CLI)
 	@command -v redis-server >/dev/null || { echo "make test needs redis-server (apt-get install redis-server)"; exit 1; }
 	$(MAKE) --no-print-directory lint typecheck
 	@dir=$$(mktemp -d); port=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
@@ -44,4 +56,4 @@ test: $(VENV)/.dev
 	kill $$(cat $$dir/redis.pid) 2>/dev/null; rm -rf $$dir; exit $$rc
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .mypy_cache .ruff_cache .hypothesis build node_modules

@@ -106,27 +106,28 @@ def test_targets_pass_and_fail_on_fixed_measurements():
     config = _config()
     good = _run(300, 30.7, 300, 0, 10)  # 9.77 binds/s at a quota of 10
     shared_good = _run(600, 62.0, 600, 0, 10)
-    cold = bench.ColdStart(handler_s=[0.08, 0.09, 0.10], tea_s=[0.25, 0.24, 0.26])
+    cold = bench.ColdStart(ready_s=[0.10, 0.09], tea_s=[0.25, 0.24, 0.26], floor_s=[0.085])
     verdicts = [t.passed for t in bench.evaluate(config, [good], shared_good, cold)]
-    assert verdicts == [True, True, True, True, True]
+    assert verdicts == [True, True, True, True, True, True]
 
     slow = _run(300, 32.0, 310, 10, 10)  # 0.94x, 3.2 % throttled
     shared_bad = _run(600, 66.0, 610, 10, 11)  # 0.91x, one window of 11 calls
-    slow_import = bench.ColdStart(handler_s=[0.12], tea_s=[0.24])
+    slow_import = bench.ColdStart(ready_s=[0.12], tea_s=[0.24], floor_s=[0.10])  # 0.5x, 1.2x
     verdicts = [t.passed for t in bench.evaluate(config, [slow], shared_bad, slow_import)]
-    assert verdicts == [False, False, False, False, False]
+    assert verdicts == [False, False, False, False, False, False]
 
 
 def test_targets_without_their_measurement_are_not_measured_not_failed():
     config = _config()
     other_cell = _run(50, 5.5, 50, 0, 10, latency_ms=50.0)
-    no_tea = bench.ColdStart(handler_s=[0.1], tea_problem="not installed")
+    no_tea = bench.ColdStart(ready_s=[0.1], tea_problem="not installed")
     targets = bench.evaluate(config, [other_cell], None, no_tea)
-    assert [t.passed for t in targets] == [None] * 5
+    assert [t.passed for t in targets] == [None] * 6
     text = bench.render(config, [other_cell], None, "redis-server missing", no_tea, targets, 1.0)
     assert "Not run: redis-server missing." in text
     assert "not installed" in text
-    assert "0 of 5 targets met." in text
+    assert "0 of 6 targets met." in text
+    assert "Code package" in text and "Not measured: not run." in text
 
 
 def _tables(text: str) -> dict[str, list[dict[str, str]]]:
@@ -181,10 +182,12 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
     assert shared["bound"] == "12" and shared["failed"] == "0"
     assert int(shared["max calls in any 1-s window"]) >= 1
 
-    cold = tables["Cold start"]
-    assert cold[0]["import, fresh interpreter"].startswith("`index`")
-    assert float(cold[0]["median (ms)"]) > 0
-    assert any("Tea SDK" in row.get("import, fresh interpreter", "") for row in cold)
+    ready, floor, tea = tables["Cold start: ready to serve"][:3]
+    assert ready["fresh interpreter"].startswith("`index` + `index.initialize`")
+    assert float(ready["fastest (ms)"]) > 0 and float(floor["fastest (ms)"]) > 0
+    assert "aliyunsdkcore.client" in floor["fresh interpreter"]
+    assert "Tea SDK" in tea["fresh interpreter"]
+    assert "Not measured: not built (--no-install" in text  # the package needs PyPI
 
     pause = {row[""]: row for row in tables["Redis paused mid-run (ON_REDIS_OUTAGE=wait)"]}
     assert pause["Redis paused (SIGSTOP)"]["Redis left alone"] == "no"
@@ -196,7 +199,7 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
     assert "**Bulk binds waited** for the 3-s pause" in text
 
     targets = tables["Targets"]
-    assert len(targets) == 5
+    assert len(targets) == 6
     assert all(row["result"] in ("PASS", "**FAIL**", "not measured") for row in targets)
     assert targets[0]["target"].startswith("one process, 8 binds at 20 ms")
     assert "Quick run" in text

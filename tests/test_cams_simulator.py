@@ -12,6 +12,7 @@ import queue
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -752,3 +753,28 @@ def test_the_cli_prints_its_endpoint_and_serves_until_terminated():
             proc.wait(timeout=10)
     assert proc.returncode == 0
     assert proc.stderr is not None and proc.stderr.read() == ""
+
+
+def test_gateway_jitter_delays_the_moment_the_quota_counts_a_call(cams_sim):
+    cams_sim.set_qps(None)
+    cams_sim.set_latency(0, jitter_s=0.05)
+    client_ = client(cams_sim)
+    delays = []
+    for n in range(20):
+        sent = time.monotonic()  # the simulator's clock is this process's monotonic clock
+        assert isinstance(client_.bind_waba(f"86100000000000{n:02d}", creds(), 5), Bound)
+        delays.append(cams_sim.calls()[-1].at - sent)
+    assert min(delays) >= 0
+    assert max(delays) - min(delays) >= 0.005  # random: 20 uniform draws in 0..50 ms
+
+
+def test_the_quota_is_a_strict_sliding_one_second_window():
+    now = [0.0]
+    sim = CamsSimulator(qps=2, clock=lambda: now[0]).start()
+    try:
+        for at, admitted in [(0.0, True), (0.5, True), (0.999, False), (1.0, True), (1.4, False)]:
+            now[0] = at
+            result = bind(sim, f"86200000000000{int(at * 1000):04d}")
+            assert isinstance(result, Bound) is admitted, (at, result)
+    finally:
+        sim.stop()

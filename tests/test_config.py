@@ -18,6 +18,7 @@ def test_defaults_match_the_spec():
         443,
     )
     assert (s.cams_region, s.cams_qps, s.cams_timeout_s) == ("ap-southeast-1", 10, 5)
+    assert s.interactive_max_share == 0.5
     assert s.outcome_sinks == ("log",) and s.redis_url is None and s.idempotency_ttl_s == 86400
     assert s.webhook_secret is None and not s.webhook_auth_none and not s.insecure_callbacks
 
@@ -42,6 +43,9 @@ BAD = [
     ({"CAMS_ENDPOINT": "https://x/path"}, "CAMS_ENDPOINT"),
     ({"CAMS_QPS": "ten"}, "CAMS_QPS"),
     ({"CAMS_QPS": "0"}, "CAMS_QPS"),
+    ({"INTERACTIVE_MAX_SHARE": "0"}, "INTERACTIVE_MAX_SHARE"),
+    ({"INTERACTIVE_MAX_SHARE": "1.5"}, "INTERACTIVE_MAX_SHARE"),
+    ({"INTERACTIVE_MAX_SHARE": "half"}, "INTERACTIVE_MAX_SHARE"),
     ({"CAMS_TIMEOUT_S": "-1"}, "CAMS_TIMEOUT_S"),
     ({"OUTCOME_SINKS": "log,kafka"}, "OUTCOME_SINKS"),
     ({"OUTCOME_SINKS": "callback"}, "CALLBACK_SECRET is required"),

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import fnmatch
 import io
 import json
+import re
 import shutil
 import subprocess
+import typing
 from pathlib import Path
 
 import pytest
@@ -31,11 +34,7 @@ from wababind_local.sls_server import SlsServer
 PROJECT, LOGSTORE = "wababind-logs", "wababind-outcomes"
 ENV = {"ALIBABA_CLOUD_ACCESS_KEY_ID": SLS_KEY_ID, "ALIBABA_CLOUD_ACCESS_KEY_SECRET": SLS_KEY_SECRET}
 OUTCOME = Outcome("e", "http", "1", None, "bound", "OK", "")
-# SPEC.md "Outcome record": what the binder writes today, plus what the quota work adds.
-OUTCOME_FIELDS = set(OUTCOME.to_record()) | {
-    "QuotaWaitMs",
-    "Lane",
-}
+OUTCOME_FIELDS = set(OUTCOME.to_record())  # SPEC.md "Outcome record", as the code writes it
 NUMERIC = {"DurationMs": "double", "QuotaWaitMs": "double", "Attempts": "long"}
 
 
@@ -139,6 +138,7 @@ def test_the_index_names_every_outcome_field_with_its_type(sls_server, layout):
     assert apply(sls_server, "--layout", layout)[0] == 0
     fields = index_fields(sls_server, layout)
     assert {"Kind", "Sink", "Reason"} <= UNDELIVERED_FIELDS  # and whatever the sink adds
+    assert {"QuotaWaitMs", "Lane"} <= OUTCOME_FIELDS
     for name in OUTCOME_FIELDS | UNDELIVERED_FIELDS:
         assert fields.get(name) == NUMERIC.get(name, "text"), name
     index = sls_server.resources.index(PROJECT, LOGSTORE)
@@ -226,12 +226,36 @@ def test_a_refused_call_is_reported_and_the_rest_still_applied(sls_server):
 
 
 @pytest.mark.parametrize(
+    ("break_it", "why"),
+    [
+        (
+            lambda server: server.stop(),
+            "SLS index call failed: LogRequestError: connection refused",
+        ),
+        (lambda server: server.fail_next(1, 401), "SLS index call failed: Unauthorized (HTTP 401)"),
+    ],
+)
+def test_unreachable_sls_or_a_refused_key_stops_after_the_first_call(
+    sls_server, monkeypatch, break_it, why
+):
+    monkeypatch.setattr("aliyun.log.logclient.time.sleep", lambda s: None)  # the SDK's retries
+    break_it(sls_server)
+    code, out = apply(sls_server)
+    assert code == 1
+    assert f"failed   index wababind-outcomes: {why}" in out
+    assert f"stopping: the next {RESOURCES - 1} would fail alike" in out
+    assert out.splitlines()[-1] == f"0 created, 0 updated, 1 failed, {RESOURCES - 1} not tried"
+
+
+@pytest.mark.parametrize(
     ("env", "extra", "problem"),
     [
         ({}, [], "set ALIBABA_CLOUD_ACCESS_KEY_ID"),
         (ENV, ["--set", "no_such=1"], "--set no_such: no such variable"),
         (ENV, ["--set", "failure_rate_percent"], "expected NAME=VALUE"),
         (ENV, ["--endpoint", "http://sls.example.com"], "plain http only for a loopback"),
+        (ENV, ["--project", "Wababind.Logs"], "--project 'Wababind.Logs' is not an SLS name"),
+        (ENV, ["--logstore", "a"], "--logstore 'a' is not an SLS name"),
     ],
 )
 def test_usage_problems_exit_2_before_sending(sls_server, capsys, env, extra, problem):
@@ -365,3 +389,94 @@ def test_the_readme_example_runs(sls_server, tmp_path):
     assert f"0 created, {RESOURCES} updated, 0 failed" in lines
     job = sls_server.resources.entities(PROJECT, "jobs")["wababind-failure-rate"]
     assert "failed_percent > 10" in json.dumps(job)
+
+
+def written_values() -> dict[str, set[str]]:
+    """The values the product writes into the fields that queries compare with a literal."""
+    from wababind import applog
+    from wababind.outcome import RECORD_KIND, Lane, Status
+    from wababind.sinks.callback import CallbackSink
+    from wababind.sinks.log import UNDELIVERED_KIND
+    from wababind.sinks.sls import SlsSink
+
+    return {
+        "Kind": {RECORD_KIND, UNDELIVERED_KIND, applog.KIND},
+        "Status": set(typing.get_args(Status)),
+        "Lane": set(typing.get_args(Lane)),
+        "Retryable": {"true", "false"},
+        "Sink": {CallbackSink.name, SlsSink.name},
+        "Level": {"INFO", "WARNING", "ERROR"},  # applog.log's callers
+    }
+
+
+def compared_values(query: str) -> list[tuple[str, str]]:
+    """(field, literal) pairs: `Field: value` in the search part, "Field" = 'value' in SQL."""
+    search, sql = observability.split_query(query)
+    pairs = re.findall(r"(?<![\w.])([A-Za-z_]\w*):\s*([\w.]+)", search)
+    pairs += re.findall(r"\"([A-Za-z_]\w*)\"\s*=\s*'([^']*)'", sql or "")
+    return pairs
+
+
+def test_every_value_a_query_looks_for_is_one_the_product_writes():
+    values = written_values()
+    checked = 0
+    for where, query in observability.queries(DEFINED):
+        for field, value in compared_values(query):
+            if field in values:
+                assert value in values[field], f"{where}: {field} is never {value!r}"
+                checked += 1
+    assert checked >= 20
+
+
+# --- the operator's RAM policy -----------------------------------------------------------------
+
+OPERATOR_POLICY = observability.DEFINITIONS / "ram-policy-operator.json"
+# The RAM action and resource behind each call observe makes (SLS action list:
+# https://www.alibabacloud.com/help/doc-detail/29051.html; alert rules are jobs).
+CALL_ACTIONS = [  # method, path pattern, action, resource (after project/<P>/)
+    ("GET", r"/logstores/([^/]+)/index", "log:GetIndex", "logstore/{}"),
+    ("POST", r"/logstores/([^/]+)/index", "log:CreateIndex", "logstore/{}"),
+    ("PUT", r"/logstores/([^/]+)/index", "log:UpdateIndex", "logstore/{}"),
+    ("POST", r"/savedsearches", "log:CreateSavedSearch", "savedsearch/{name}"),
+    ("PUT", r"/savedsearches/([^/]+)", "log:UpdateSavedSearch", "savedsearch/{}"),
+    ("POST", r"/dashboards", "log:CreateDashboard", "dashboard/{name}"),
+    ("PUT", r"/dashboards/([^/]+)", "log:UpdateDashboard", "dashboard/{}"),
+    ("POST", r"/jobs", "log:CreateJob", "job/{name}"),
+    ("PUT", r"/jobs/([^/]+)", "log:UpdateJob", "job/{}"),
+]
+NAME_FIELDS = ("savedsearchName", "dashboardName", "name")
+
+
+def needed(call) -> tuple[str, str]:
+    """(action, ARN) that one recorded call needs."""
+    for method, pattern, action, resource in CALL_ACTIONS:
+        match = re.fullmatch(pattern, call.path)
+        if method == call.method and match:
+            name = next((call.body[f] for f in NAME_FIELDS if call.body and f in call.body), "")
+            arn = f"acs:log:ap-southeast-1:1234:project/{call.project}/" + resource.format(
+                *match.groups(), name=name
+            )
+            return action, arn
+    raise AssertionError(f"no RAM action known for {call.method} {call.path}")
+
+
+def test_the_operator_policy_grants_exactly_what_observe_calls(sls_server):
+    assert apply(sls_server)[0] == 0
+    assert apply(sls_server)[0] == 0  # the second run: creates refused, reads and updates
+    grants = [
+        (action, arn)
+        for statement in json.loads(OPERATOR_POLICY.read_text())["Statement"]
+        for action in statement["Action"]
+        for arn in (
+            [statement["Resource"]]
+            if isinstance(statement["Resource"], str)
+            else statement["Resource"]
+        )
+    ]
+    used = set()
+    for call in sls_server.api_calls():
+        action, arn = needed(call)
+        matching = [a for a, pattern in grants if a == action and fnmatch.fnmatchcase(arn, pattern)]
+        assert matching, f"{call.method} {call.path} needs {action} on {arn}"
+        used.add(action)
+    assert used == {action for action, _ in grants}  # nothing granted that is not used

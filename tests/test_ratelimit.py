@@ -1,50 +1,91 @@
-"""The quota: never more than CAMS_QPS grants in any 1-s window, across threads and processes."""
+"""The quota: never more than CAMS_QPS grants in any 1-s window, across threads and processes;
+two lanes that share it; a spacing learned from throttles; calls that leave in their slot.
+
+Every count is on the limiter's own clock: a virtual clock for the in-process Book, Redis's
+TIME for the shared one. Arrival at CAMS, jitter included, is what `make bench` measures.
+"""
 
 from __future__ import annotations
 
+import heapq
 import json
 import multiprocessing
 import threading
 import time
+from collections import Counter
+from itertools import pairwise
 from typing import Any
 
 import pytest
 
-from wababind import ratelimit
 from wababind.errors import SharedStoreUnavailable
 from wababind.ratelimit import (
+    BACKOFF,
+    HORIZON,
+    SPACING_MIN,
+    SPACING_START,
+    Book,
+    Lane,
     LocalRateLimiter,
     RedisRateLimiter,
+    Tuning,
     make_rate_limiter,
     redis_client,
-    wait_for,
 )
 from wababind_local.cams_simulator import max_in_window
 
+INF = float("inf")
+STEADY = Tuning(quiet_s=INF)  # no recovery: the interval stays exact over a long virtual run
 
-def grant_times(limiter: Any, threads: int, per_thread: int) -> list[float]:
-    """Start times of the slots granted to callers that take them as `acquire` does.
 
-    The times are the limiter's own (Redis's clock for the shared one), not when each thread
-    woke up: scheduler jitter on a busy machine bunches wake-ups, not grants. Arrival at CAMS,
-    jitter included, is what `make bench` measures at the simulator.
-    """
+def grant_times(limiter: Any, threads: int, per_thread: int, lanes=("bulk",)) -> list[float]:
+    """Start times of the slots `acquire` granted, on the limiter's own clock."""
     times: list[float] = []
     lock = threading.Lock()
 
-    def worker() -> None:
+    def worker(n: int) -> None:
         for _ in range(per_thread):
-            slot = limiter.reserve(time.monotonic() + 30)
-            assert wait_for(slot) and slot is not None
+            slot = limiter.acquire(lanes[n % len(lanes)], time.monotonic() + 30)
+            assert slot is not None
             with lock:
                 times.append(slot.at)
 
-    pool = [threading.Thread(target=worker) for _ in range(threads)]
+    pool = [threading.Thread(target=worker, args=(n,)) for n in range(threads)]
     for t in pool:
         t.start()
     for t in pool:
         t.join(60)
     return times
+
+
+def simulate(
+    book: Book, agents: dict[Lane, int], until: float, call_s: float = 0.2, **arrivals: float
+) -> list[tuple[float, Lane, float]]:
+    """Agents that bind back to back (or, for a lane in `arrivals`, start a bind every that many
+    seconds), honouring tickets, on a virtual clock: (slot start, lane, wait) per grant."""
+    events: list[tuple[float, int, Lane, float, float]] = []
+    lanes = [lane for lane, count in agents.items() for _ in range(count)]
+    for n, lane in enumerate(lanes):
+        heapq.heappush(events, (n * 1e-6, n, lane, 0.0, n * 1e-6))
+    grants = []
+    while events:
+        now, n, lane, ticket, asked = heapq.heappop(events)
+        if now > until:
+            break
+        decision = book.decide(now, lane, ticket, INF)
+        assert decision is not None
+        if not decision.booked:
+            come_back = decision.at - HORIZON * decision.interval
+            heapq.heappush(events, (come_back, n, lane, decision.at, asked))
+            continue
+        grants.append((decision.at, lane, decision.at - asked))
+        nxt = asked + arrivals[lane] if lane in arrivals else decision.at + call_s
+        nxt = max(nxt, decision.at + 1e-6)
+        heapq.heappush(events, (nxt, n, lane, 0.0, nxt))
+    return grants
+
+
+# --- the quota -------------------------------------------------------------------------------
 
 
 def test_the_window_counter_counts_half_open_windows():
@@ -55,24 +96,18 @@ def test_the_window_counter_counts_half_open_windows():
 
 def test_local_limiter_never_grants_more_than_the_quota_to_many_threads():
     qps = 40
-    times = grant_times(LocalRateLimiter(qps), threads=24, per_thread=5)
+    times = grant_times(LocalRateLimiter(qps), 24, 5, ("bulk", "interactive"))
     assert len(times) == 120
     assert max_in_window(times) <= qps
 
 
 def test_a_caller_that_cannot_get_a_slot_before_its_deadline_takes_none():
-    limiter = LocalRateLimiter(2)  # one slot every 0.51 s
-    assert limiter.acquire(time.monotonic() + 5)
-    assert not limiter.acquire(time.monotonic() + 0.05)
+    book = Book(2)  # one slot every 0.51 s
+    assert book.decide(0.0, "interactive", 0, 5).booked
+    assert book.decide(0.0, "interactive", 0, 0.05) is None
     # the refused caller took no slot: the next one is still the one 0.51 s after the first
-    assert limiter.acquire(time.monotonic() + 0.8)
-
-
-def test_a_throttle_answer_pushes_the_next_slot_out():
-    limiter = LocalRateLimiter(2)
-    assert limiter.acquire(time.monotonic() + 5)
-    limiter.penalize()
-    assert not limiter.acquire(time.monotonic() + 0.8)
+    second = book.decide(0.0, "interactive", 0, 5)
+    assert second.booked and second.at == pytest.approx(SPACING_START / 2)
 
 
 def test_make_rate_limiter_picks_redis_only_with_a_client(redis_url):
@@ -83,7 +118,7 @@ def test_make_rate_limiter_picks_redis_only_with_a_client(redis_url):
 def test_redis_limiter_never_grants_more_than_the_quota_to_many_threads(redis_url):
     qps = 40
     limiter = RedisRateLimiter(redis_client(redis_url), qps)
-    times = grant_times(limiter, threads=24, per_thread=5)
+    times = grant_times(limiter, 24, 5, ("bulk", "interactive"))
     assert len(times) == 120 and not limiter.degraded
     assert max_in_window(times) <= qps
 
@@ -91,7 +126,7 @@ def test_redis_limiter_never_grants_more_than_the_quota_to_many_threads(redis_ur
 def _process_grants(url: str, qps: float, threads: int, per_thread: int, start: Any, out: Any):
     limiter = RedisRateLimiter(redis_client(url), qps)
     start.wait(30)
-    out.put(json.dumps(grant_times(limiter, threads, per_thread)))
+    out.put(json.dumps(grant_times(limiter, threads, per_thread, ("bulk", "interactive"))))
 
 
 def test_redis_limiter_shares_the_quota_across_processes(redis_url):
@@ -113,20 +148,212 @@ def test_redis_limiter_shares_the_quota_across_processes(redis_url):
     assert max_in_window(times) <= qps
 
 
+# --- two lanes -------------------------------------------------------------------------------
+
+
+def test_bulk_alone_uses_every_slot_and_books_none_far_ahead():
+    book = Book(10, tuning=STEADY)
+    grants = simulate(book, {"bulk": 40}, until=20)
+    starts = [at for at, _, _ in grants]
+    interval = SPACING_START / 10
+    gaps = [b - a for a, b in pairwise(starts)]
+    assert gaps and max(gaps) == pytest.approx(interval) and min(gaps) == pytest.approx(interval)
+    assert book.tat <= 20 + (HORIZON + 1) * interval + 0.2  # nothing booked far ahead
+
+
+def test_an_interactive_bind_behind_a_deep_bulk_backlog_waits_at_most_one_interval():
+    book = Book(10, tuning=STEADY)
+    grants = simulate(book, {"bulk": 200, "interactive": 1}, until=60, interactive=0.7)
+    interval = SPACING_START / 10
+    waits = [wait for _, lane, wait in grants if lane == "interactive"]
+    assert len(waits) >= 80
+    assert max(waits) <= (HORIZON + 1) * interval + 1e-9
+    # and bulk took every other slot: the timeline has no hole
+    starts = sorted(at for at, _, _ in grants)
+    assert max(b - a for a, b in pairwise(starts)) == pytest.approx(interval)
+
+
+@pytest.mark.parametrize("share", [0.5, 0.25])
+def test_bulk_keeps_its_share_under_an_interactive_flood(share):
+    grants = simulate(Book(10, share), {"bulk": 20, "interactive": 40}, until=30)
+    lanes = Counter(lane for at, lane, _ in grants if 5 <= at < 30)
+    total = lanes["bulk"] + lanes["interactive"]
+    assert total >= 0.97 * 25 * 10 / SPACING_START  # the flood leaves no slot empty
+    assert lanes["interactive"] <= share * total + 2  # at most its share (+ the saved credit)
+    assert lanes["interactive"] >= share * total - 2  # and all of it
+
+
+def test_without_bulk_waiting_interactive_may_use_every_slot():
+    grants = simulate(Book(10), {"interactive": 40}, until=10)
+    assert len([g for g in grants if 2 <= g[0] < 10]) >= 0.97 * 8 * 10 / SPACING_START
+
+
+def _bulk_backlog(url: str, start: Any, stop: Any) -> None:
+    limiter = RedisRateLimiter(redis_client(url), 20)
+    start.wait(30)
+    pool = [
+        threading.Thread(
+            target=lambda: [
+                limiter.acquire("bulk", time.monotonic() + 30)
+                for _ in range(400)
+                if not stop.is_set()
+            ]
+        )
+        for _ in range(10)
+    ]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(60)
+
+
+def test_on_redis_an_interactive_bind_behind_other_instances_bulk_waits_one_interval(redis_url):
+    qps, processes = 20, 3
+    ctx = multiprocessing.get_context("spawn")
+    start, stop = ctx.Event(), ctx.Event()
+    workers = [
+        ctx.Process(target=_bulk_backlog, args=(redis_url, start, stop)) for _ in range(processes)
+    ]
+    for w in workers:
+        w.start()
+    limiter = RedisRateLimiter(redis_client(redis_url), qps)
+    try:
+        time.sleep(1.0)
+        start.set()
+        time.sleep(1.0)  # 30 bulk binds now wait in line across 3 processes
+        waits = []
+        for _ in range(8):
+            decision = limiter.decide("interactive", 0, time.monotonic() + 30)
+            assert decision is not None and decision.booked
+            waits.append(decision.at - decision.now)  # on Redis's clock
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(60)
+    assert max(waits) <= (HORIZON + 1) * SPACING_START / qps + 1e-3
+
+
+def test_on_redis_bulk_keeps_its_share_under_an_interactive_flood(redis_url):
+    qps = 50
+    limiter = RedisRateLimiter(redis_client(redis_url), qps)
+    granted: list[tuple[float, Lane]] = []
+    lock = threading.Lock()
+    until = time.monotonic() + 3.0
+
+    def worker(lane: Lane) -> None:
+        while time.monotonic() < until:
+            slot = limiter.acquire(lane, until)
+            if slot is not None:
+                with lock:
+                    granted.append((slot.at, lane))
+
+    pool = [
+        threading.Thread(target=worker, args=(lane,))
+        for lane in ["bulk"] * 6 + ["interactive"] * 12
+    ]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join(30)
+    first = min(at for at, _ in granted)
+    lanes = Counter(lane for at, lane in granted if at >= first + 0.5)
+    assert lanes["bulk"] >= 0.5 * (lanes["bulk"] + lanes["interactive"]) - 3
+    assert max_in_window([at for at, _ in granted]) <= qps
+
+
+# --- learned spacing -------------------------------------------------------------------------
+
+
+def test_the_spacing_widens_after_throttles_and_narrows_after_a_quiet_period():
+    book = Book(10, tuning=Tuning(quiet_s=30, recovery_step_s=10))
+    assert book.spacing_at(0) == SPACING_START
+    book.throttled(0.0)
+    book.throttled(0.5)  # the same burst: one signal
+    assert book.spacing_at(0.5) == pytest.approx(SPACING_START * BACKOFF)
+    book.throttled(1.5)
+    wide = SPACING_START * BACKOFF**2
+    assert book.spacing_at(20) == pytest.approx(wide)  # no recovery inside the quiet period
+    interval = book.decide(20, "bulk", 0, INF).interval
+    assert interval == pytest.approx(wide / 10)
+    assert book.spacing_at(31.5 + 10) < wide  # narrowing after 30 s of quiet
+    assert book.spacing_at(1000) == SPACING_MIN  # down to the floor, no further
+
+
+def test_a_throttle_costs_no_slot_beyond_its_retry():
+    book = Book(10)
+    first = book.decide(0.0, "bulk", 0, INF)
+    book.throttled(0.0)
+    second = book.decide(0.0, "interactive", 0, INF)
+    assert second.booked and second.at == pytest.approx(first.at + first.interval)
+
+
+def test_on_redis_the_learned_spacing_is_shared_and_recovers(redis_url):
+    tuning = Tuning(quiet_s=0.3, recovery_step_s=0.1)
+    one = RedisRateLimiter(redis_client(redis_url), 10, tuning=tuning)
+    other = RedisRateLimiter(redis_client(redis_url), 10, tuning=tuning)
+    before = other.decide("bulk", 0, INF).interval
+    one.throttled()
+    after = other.decide("bulk", 0, INF).interval
+    assert after == pytest.approx(before * BACKOFF, rel=1e-6)
+    time.sleep(1.0)  # quiet: 0.3 s, then steps of 0.1 s
+    assert other.decide("bulk", 0, INF).interval < after
+
+
+# --- leaving on time -------------------------------------------------------------------------
+
+
+class FakeClock:
+    """The limiter's clock; `sleep` advances it, oversleeping once by `late` seconds."""
+
+    def __init__(self, late: float = 0.0):
+        self.now, self.late = 100.0, late
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds + self.late
+        self.late = 0.0
+
+
+@pytest.mark.parametrize(
+    ("late_intervals", "keeps_its_slot"), [(0.05, True), (0.5, False), (3.0, False)]
+)
+def test_a_call_that_wakes_late_takes_a_new_slot(late_intervals, keeps_its_slot):
+    clock = FakeClock()
+    limiter = LocalRateLimiter(10, clock=clock, sleep=clock.sleep)
+    interval = SPACING_START / 10
+    first = limiter.acquire("interactive", INF)
+    assert first is not None and first.at == 100.0
+    clock.late = late_intervals * interval  # it oversleeps the wait for its slot
+    slot = limiter.acquire("interactive", INF)
+    assert slot is not None
+    if keeps_its_slot:
+        assert slot.at == pytest.approx(100.0 + interval)
+    else:  # its slot stays empty; the new one starts no earlier than the wake-up
+        assert slot.at >= 100.0 + interval + late_intervals * interval - 1e-9
+        assert slot.at >= 100.0 + 2 * interval - 1e-9
+    assert clock.now - slot.at <= 0.1 * interval  # and it leaves in it
+
+
+# --- Redis outages ---------------------------------------------------------------------------
+
+
 def test_redis_limiter_degrades_when_redis_stops_and_recovers(redis_server, monkeypatch, capsys):
     limiter = RedisRateLimiter(redis_client(redis_server.url), qps=100)
     limiter.health.retry_after_s = 0.2
-    assert limiter.acquire(time.monotonic() + 5) and not limiter.degraded
+    assert limiter.acquire("bulk", time.monotonic() + 5) and not limiter.degraded
 
     redis_server.stop()
     for _ in range(5):
-        assert limiter.acquire(time.monotonic() + 5)
-        limiter.penalize()
+        assert limiter.acquire("bulk", time.monotonic() + 5)
+        limiter.throttled()
     assert limiter.degraded
 
     redis_server.start()
     time.sleep(0.3)
-    assert limiter.acquire(time.monotonic() + 5)
+    assert limiter.acquire("interactive", time.monotonic() + 5)
     assert not limiter.degraded
 
     logs = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
@@ -141,23 +368,23 @@ def test_redis_limiter_degrades_when_redis_stops_and_recovers(redis_server, monk
 def test_on_outage_decides_what_a_redis_failure_means(redis_server, on_outage, while_stopped):
     limiter = make_rate_limiter(100, redis_client(redis_server.url), on_outage=on_outage)
     assert isinstance(limiter, RedisRateLimiter)
-    limiter.health.retry_after_s = 60.0  # "wait" must try Redis again anyway, at every reserve
-    assert limiter.acquire(time.monotonic() + 5)
+    limiter.health.retry_after_s = 60.0  # "wait" must try Redis again anyway, at every decision
+    assert limiter.acquire("bulk", time.monotonic() + 5)
 
     redis_server.stop()
-    for _ in range(3):
+    for lane in ("bulk", "interactive", "bulk"):
         if while_stopped.startswith("raises"):
             with pytest.raises(SharedStoreUnavailable):
-                limiter.reserve(time.monotonic() + 5)
+                limiter.acquire(lane, time.monotonic() + 5)
         else:
-            assert limiter.acquire(time.monotonic() + 5)
-        limiter.penalize()  # never raises: the next reserve() meets the outage
+            assert limiter.acquire(lane, time.monotonic() + 5)
+        limiter.throttled()  # never raises: the next decision meets the outage
     assert limiter.degraded
 
     redis_server.start()
-    if on_outage == "wait":  # no pause: the first reserve after Redis is back uses it
-        slot = limiter.reserve(time.monotonic() + 5)
-        assert slot is not None and not limiter.degraded
+    if on_outage == "wait":  # no pause: the first decision after Redis is back uses it
+        decision = limiter.decide("bulk", 0, time.monotonic() + 5)
+        assert decision is not None and not limiter.degraded
 
 
 def test_binds_continue_when_redis_stops_with_on_redis_outage_local(
@@ -183,8 +410,3 @@ def test_binds_continue_when_redis_stops_with_on_redis_outage_local(
     warnings = [json.loads(line) for line in err.splitlines() if '"WARNING"' in line]
     assert [w["Component"] for w in warnings] == ["shared-store"]  # said once, for both
     assert "Traceback" not in err
-
-
-@pytest.mark.parametrize("qps", [1, 10, 100])
-def test_slots_are_spaced_a_little_wider_than_the_quota(qps):
-    assert LocalRateLimiter(qps).interval == pytest.approx(ratelimit.SAFETY / qps)

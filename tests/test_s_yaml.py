@@ -8,34 +8,41 @@ from pathlib import Path
 
 import yaml
 
+from tools.build_package import CODE_ROOT
+from wababind.lifecycle import PRE_STOP_FLUSH_S
+from wababind_local.fc_emulator.project import resolve
+
 ROOT = Path(__file__).resolve().parent.parent
 S_YAML = yaml.safe_load((ROOT / "s.yaml").read_text())
-FUNCTIONS = {name: r["props"] for name, r in S_YAML["resources"].items()}
+VARS = resolve(S_YAML["vars"], resolve(S_YAML["vars"], {}, {}), {})
+FUNCTIONS = {name: resolve(r["props"], VARS, {}) for name, r in S_YAML["resources"].items()}
 
 
 def test_both_functions_are_fc3_python_event_functions():
     assert {p["functionName"] for p in FUNCTIONS.values()} == {"bind-waba-http", "bind-waba-mq"}
     for name, resource in S_YAML["resources"].items():
         assert resource["component"] == "fc3", name
-        assert resource["props"]["runtime"].startswith("python3")
+        assert FUNCTIONS[name]["runtime"] == "python3.10"
         assert "instanceConcurrency" not in resource["props"]
 
 
-def test_every_handler_named_exists_in_the_code_root():
+def test_every_handler_and_lifecycle_hook_named_exists_in_the_code_root():
     for props in FUNCTIONS.values():
-        code_root = ROOT / props["code"]
-        module_name, func = props["handler"].split(".")
-        assert (code_root / f"{module_name}.py").is_file()
-        module = importlib.import_module(module_name)
-        assert callable(getattr(module, func))
+        assert props["code"] == "./build/bind_waba.zip"  # tools/build_package.py makes it
+        hooks = props["instanceLifecycleConfig"]
+        names = [props["handler"], hooks["initializer"]["handler"], hooks["preStop"]["handler"]]
+        assert names[1:] == ["index.initialize", "index.pre_stop"]
+        for name in names:
+            module_name, func = name.split(".")
+            assert (CODE_ROOT / f"{module_name}.py").is_file()
+            assert callable(getattr(importlib.import_module(module_name), func))
+        assert hooks["preStop"]["timeout"] > PRE_STOP_FLUSH_S
 
 
 def test_local_only_tools_are_outside_the_code_root():
-    for props in FUNCTIONS.values():
-        code_root = (ROOT / props["code"]).resolve()
-        for local in ("local", "tests", "bench", "events"):
-            assert not code_root.is_relative_to((ROOT / local).resolve())
-            assert not (code_root / local).exists()
+    for local in ("local", "tests", "bench", "events", "tools"):
+        assert not CODE_ROOT.is_relative_to((ROOT / local).resolve())
+        assert not (CODE_ROOT / local).exists()
 
 
 def test_triggers_cover_every_source():
@@ -72,6 +79,7 @@ def test_environment_names_come_from_the_spec():
         "SLS_PROJECT",
         "SLS_LOGSTORE",
         "REDIS_URL",
+        "ON_REDIS_OUTAGE",
         "IDEMPOTENCY_TTL_S",
     }
     for props in FUNCTIONS.values():

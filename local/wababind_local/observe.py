@@ -25,6 +25,13 @@ from wababind_local import observability
 from wababind_local.observability import DefinitionError, Definitions
 
 DEFAULT_ENDPOINT = "ap-southeast-1.log.aliyuncs.com"
+# LogClient's method names per kind: create_savedsearch, update_dashboard, create_alert, ...
+# (alerts are jobs of type Alert: POST /jobs, PUT /jobs/{name}).
+_SDK_NAMES = {"saved search": "savedsearch", "dashboard": "dashboard", "alert": "alert"}
+# SLS names: 3-63 lowercase letters, digits and hyphens, a letter or digit at both ends; a
+# logstore may have underscores too (https://www.alibabacloud.com/help/en/sls/developer-reference/logstores).
+_PROJECT = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+_LOGSTORE = re.compile(r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$")
 _REGION = re.compile(r"^([a-z]+-[a-z0-9-]+?)(?:-intranet|-share)?\.log\.aliyuncs\.com$")
 
 
@@ -41,10 +48,13 @@ class Resource:
 
 
 @dataclass
-class Outcome:
+class Applied:
+    """What `apply` did, resource by resource (labels like `alert wababind-undelivered`)."""
+
     created: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # not tried: SLS unreachable or key refused
 
 
 def plan(
@@ -73,6 +83,13 @@ def plan(
     for body in observability.alert_bodies(definitions, project, logstore, layout, region):
         resources.append(Resource("alert", body["name"], body, "/jobs", f"/jobs/{body['name']}"))
     return resources
+
+
+def _every_call_would_fail(error: Exception) -> bool:
+    """SLS unreachable (the SDK has already tried 10 times) or the key refused (HTTP 401)."""
+    code = getattr(error, "get_error_code", lambda: "")()
+    status = getattr(error, "resp_status", None)
+    return (code == "LogRequestError" and status in (None, 200)) or status == 401
 
 
 def region_of(endpoint: str) -> str | None:
@@ -139,20 +156,27 @@ class Applier:
         self._project = project
         self._out = out
 
-    def apply(self, resources: Iterable[Resource]) -> Outcome:
-        outcome = Outcome()
-        for resource in resources:
+    def apply(self, resources: Sequence[Resource]) -> Applied:
+        applied = Applied()
+        for number, resource in enumerate(resources):
             label = f"{resource.kind} {resource.name}"
             try:
                 created = self._put(resource)
             except Exception as exc:  # the SDK raises LogException, and others on a bad network
                 reason = safe_reason(exc, f"{resource.kind} call")
-                outcome.failed.append(label)
+                applied.failed.append(label)
                 print(f"failed   {label}: {reason}", file=self._out)
+                if _every_call_would_fail(exc):
+                    applied.skipped = [f"{r.kind} {r.name}" for r in resources[number + 1 :]]
+                    print(
+                        f"stopping: the next {len(applied.skipped)} would fail alike",
+                        file=self._out,
+                    )
+                    break
                 continue
-            (outcome.created if created else outcome.updated).append(label)
+            (applied.created if created else applied.updated).append(label)
             print(f"{'created' if created else 'updated'}  {label}", file=self._out)
-        return outcome
+        return applied
 
     def _put(self, resource: Resource) -> bool:
         """True when created, False when updated."""
@@ -167,32 +191,32 @@ class Applier:
         return False
 
     def _calls(self, resource: Resource) -> tuple[Callable[[], Any], Callable[[], Any]]:
-        from aliyun.log import IndexConfig
-
+        """(create, update) as LogClient calls; the index update merges with what is there."""
         client, project, body = self._client, self._project, resource.body
-
-        def index_config(config: dict[str, Any]) -> Any:
-            index = IndexConfig()
-            index.from_json(config)
-            return index
-
         if resource.kind == "index":
             logstore = resource.name
+
+            def create_index() -> Any:
+                return client.create_index(project, logstore, _index_config(body))
 
             def update_index() -> Any:
                 existing = client.get_index_config(project, logstore).get_index_config()
                 merged = observability.merge_index(existing.to_json(), body)
-                return client.update_index(project, logstore, index_config(merged))
+                return client.update_index(project, logstore, _index_config(merged))
 
-            return (lambda: client.create_index(project, logstore, index_config(body))), (
-                update_index
-            )
-        method = {"saved search": "savedsearch", "dashboard": "dashboard", "alert": "alert"}[
-            resource.kind
-        ]
-        create = getattr(client, f"create_{method}")
-        update = getattr(client, f"update_{method}")
+            return create_index, update_index
+        name = _SDK_NAMES[resource.kind]
+        create, update = getattr(client, f"create_{name}"), getattr(client, f"update_{name}")
         return (lambda: create(project, body)), (lambda: update(project, body))
+
+
+def _index_config(config: dict[str, Any]) -> Any:
+    """The SDK's IndexConfig for an index body (create_index/update_index take no dict)."""
+    from aliyun.log import IndexConfig
+
+    index = IndexConfig()
+    index.from_json(config)
+    return index
 
 
 def print_requests(
@@ -214,11 +238,7 @@ def _as_sent(resource: Resource) -> dict[str, Any]:
     """The body the SDK sends: an index goes through its IndexConfig (which fills defaults)."""
     if resource.kind != "index":
         return resource.body
-    from aliyun.log import IndexConfig
-
-    index = IndexConfig()
-    index.from_json(resource.body)
-    sent: dict[str, Any] = index.to_json()
+    sent: dict[str, Any] = _index_config(resource.body).to_json()
     return sent
 
 
@@ -231,7 +251,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     apply.add_argument("--logstore", required=True, help="the logstore the outcome records reach")
     apply.add_argument(
         "--endpoint",
-        default=os.environ.get("SLS_ENDPOINT") or DEFAULT_ENDPOINT,
         help=f"SLS endpoint (default: $SLS_ENDPOINT, else {DEFAULT_ENDPOINT})",
     )
     apply.add_argument(
@@ -255,18 +274,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(
     args: argparse.Namespace, out: IO[str] | None = None, env: dict[str, str] | None = None
 ) -> int:
-    """0: all applied; 1: some resource failed; 2: bad definitions, usage or credentials."""
+    """0: all applied; 1: some resource failed or was not tried; 2: bad definitions, usage or
+    credentials (nothing sent)."""
     out = out or sys.stdout
     env = dict(os.environ) if env is None else env
+    for flag, value, rule in (
+        ("--project", args.project, _PROJECT),
+        ("--logstore", args.logstore, _LOGSTORE),
+    ):
+        if not rule.match(value):
+            print(f"observe: {flag} {value!r} is not an SLS name ({rule.pattern})", file=sys.stderr)
+            return 2
     try:
         overrides = dict(observability.parse_override(o) for o in args.overrides)
         definitions = observability.load(overrides=overrides)
     except DefinitionError as exc:
         print(f"observe: {exc}", file=sys.stderr)
         return 2
-    resources = plan(definitions, args.project, args.logstore, args.layout, args.endpoint)
+    endpoint = _https(args.endpoint or env.get("SLS_ENDPOINT") or DEFAULT_ENDPOINT)
+    resources = plan(definitions, args.project, args.logstore, args.layout, endpoint)
     if args.dry_run:
-        print_requests(resources, args.project, args.endpoint, out)
+        print_requests(resources, args.project, endpoint, out)
         print(f"dry run: {len(resources)} requests printed, nothing sent", file=out)
         return 0
     if not env.get("ALIBABA_CLOUD_ACCESS_KEY_ID") or not env.get("ALIBABA_CLOUD_ACCESS_KEY_SECRET"):
@@ -276,19 +304,19 @@ def run(
             file=sys.stderr,
         )
         return 2
-    endpoint = _https(args.endpoint)
     problem = _endpoint_problem(endpoint)
     if problem:
-        print(f"observe: --endpoint {args.endpoint}: {problem}", file=sys.stderr)
+        print(f"observe: endpoint {endpoint}: {problem}", file=sys.stderr)
         return 2
     print(f"observe: project {args.project}, logstore {args.logstore} at {endpoint}", file=out)
-    outcome = Applier(_client(endpoint, env), args.project, out).apply(resources)
+    applied = Applier(_client(endpoint, env), args.project, out).apply(resources)
+    skipped = f", {len(applied.skipped)} not tried" if applied.skipped else ""
     print(
-        f"{len(outcome.created)} created, {len(outcome.updated)} updated, "
-        f"{len(outcome.failed)} failed",
+        f"{len(applied.created)} created, {len(applied.updated)} updated, "
+        f"{len(applied.failed)} failed{skipped}",
         file=out,
     )
-    return 1 if outcome.failed else 0
+    return 1 if applied.failed else 0
 
 
 def main(argv: Iterable[str] | None = None) -> int:

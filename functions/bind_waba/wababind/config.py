@@ -26,6 +26,7 @@ class Settings:
     cams_endpoint: CamsEndpoint
     cams_region: str
     cams_qps: float
+    interactive_max_share: float  # of the quota's slots while bulk waits (wababind.ratelimit)
     cams_timeout_s: float
     webhook_secret: str | None
     webhook_auth_none: bool
@@ -139,6 +140,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         ),
         cams_region=env.get("CAMS_REGION", "").strip() or "ap-southeast-1",
         cams_qps=_number(env, "CAMS_QPS", 10, 0.1, 10_000),
+        interactive_max_share=_number(env, "INTERACTIVE_MAX_SHARE", 0.5, 0.05, 1),
         cams_timeout_s=_number(env, "CAMS_TIMEOUT_S", 5, 0.1, 300),
         webhook_secret=webhook_secret,
         webhook_auth_none=webhook_auth == "none",

@@ -1,4 +1,5 @@
-"""Per-instance state, built at the first invocation: settings, clients, limiter, store, sinks."""
+"""Per-instance state, built by FC's initializer (or else the first invocation): settings,
+clients, limiter, store, sinks."""
 
 from __future__ import annotations
 
@@ -37,6 +38,7 @@ class Runtime:
     policy: CallbackPolicy
     store: Any  # IdempotencyStore; also the webhook-id replay guard
     workers: int  # concurrent binds in one MQ batch
+    redis: Any = None  # redis.Redis when REDIS_URL is set
 
 
 _lock = threading.Lock()
@@ -58,6 +60,12 @@ def get_runtime() -> Runtime:
             _config_error = exc
             applog.log("ERROR", "configuration error", reason=str(exc))
             raise
+        return _runtime
+
+
+def current_runtime() -> Runtime | None:
+    """The instance's Runtime if one was built, without building it (preStop)."""
+    with _lock:
         return _runtime
 
 
@@ -90,7 +98,11 @@ def build_runtime(settings: Settings) -> Runtime:
             pool_size=batch_workers(settings.cams_qps),
         ),
         make_rate_limiter(
-            settings.cams_qps, client, on_outage=settings.on_redis_outage, health=health
+            settings.cams_qps,
+            client,
+            on_outage=settings.on_redis_outage,
+            health=health,
+            share=settings.interactive_max_share,
         ),
         store,
         settings.cams_timeout_s,
@@ -104,6 +116,7 @@ def build_runtime(settings: Settings) -> Runtime:
         workers=batch_workers(settings.cams_qps),
         policy=CallbackPolicy(settings.callback_allowed_hosts, settings.insecure_callbacks),
         store=store,
+        redis=client,
     )
 
 

@@ -1,4 +1,12 @@
-"""Scenario 3: importing the handler in fresh interpreters, against the Tea SDK client."""
+"""Scenario 3: cold start as *ready to serve*, in fresh interpreters.
+
+Ready to serve = importing the handler module plus FC's initializer (`index.initialize`:
+settings, SDK import, CAMS client, Redis connection), everything the first request no longer
+pays. It is compared, in the same run, with importing the official Tea SDK client and with the
+import floor: the runtime dependencies alone (`aliyunsdkcore.client`, `pydantic`,
+`standardwebhooks`; `redis` when REDIS_URL is set). Each is the fastest of `reps` fresh
+interpreters (bytecode cached, runs interleaved): the least noisy estimate of its cost.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +14,38 @@ import os
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
 
 from wababind_local.bench.config import (
     CODE_ROOT,
-    HANDLER_MODULE,
     IMPORT_PROBE_TIMEOUT_S,
     ROOT,
     TEA_MODULE,
     TEA_REQUIREMENT,
 )
-from wababind_local.bench.results import ColdStart
+from wababind_local.bench.results import ColdStart, PackageSize
 from wababind_local.bench.stats import import_breakdown
+
+READY_MODULE = "_wababind_ready"
+FLOOR_MODULE = "_wababind_floor"
+# What FC's initializer gets: a context with the role's STS key (a made-up one; nothing is called).
+_READY_SOURCE = """\
+from types import SimpleNamespace
+
+import index
+
+index.initialize(SimpleNamespace(
+    request_id="bench-initializer",
+    credentials=SimpleNamespace(
+        access_key_id="STS.bench", access_key_secret="bench", security_token="bench"
+    ),
+    function=SimpleNamespace(name="bind-waba-mq", handler="index.mq_handler", memory=512,
+                             timeout=600),
+))
+"""
+FLOOR_IMPORTS = ("aliyunsdkcore.client", "pydantic", "standardwebhooks")
 
 _IMPORT_PROBE = (
     "import sys, time\n"
@@ -31,11 +59,38 @@ class ImportProbeError(RuntimeError):
     """The module did not import in the probe interpreter."""
 
 
+_probe_dir: Path | None = None
+
+
 def _probe_env() -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(CODE_ROOT), env.get("PYTHONPATH")) if p)
+    paths = [str(CODE_ROOT), *([str(_probe_dir)] if _probe_dir else []), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.pop("PYTHONDONTWRITEBYTECODE", None)
+    # The function's own settings as deployed (the log sink; the webhook secret is required);
+    # CAMS on a closed loopback port: the initializer's keep-alive connect fails at once and
+    # nothing leaves this machine.
+    env["CAMS_ENDPOINT"] = "http://127.0.0.1:9"
+    env.setdefault("OUTCOME_SINKS", "log")
+    env.setdefault("WEBHOOK_SECRET", "whsec_" + "YmVuY2gtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXMh")
     return env
+
+
+@contextmanager
+def probe_modules(redis: bool) -> Iterator[None]:
+    """Two throwaway modules whose import is what is timed: ready to serve, and the floor."""
+    global _probe_dir
+    with tempfile.TemporaryDirectory(prefix="wababind-bench-") as folder:
+        floor = [*FLOOR_IMPORTS, *(["redis"] if redis else [])]
+        (Path(folder) / f"{READY_MODULE}.py").write_text(_READY_SOURCE)
+        (Path(folder) / f"{FLOOR_MODULE}.py").write_text(
+            "".join(f"import {name}\n" for name in floor)
+        )
+        _probe_dir = Path(folder)
+        try:
+            yield
+        finally:
+            _probe_dir = None
 
 
 def time_import(module: str, extra_flags: Sequence[str] = ()) -> tuple[float, str]:
@@ -93,28 +148,52 @@ def install_tea_sdk() -> str | None:
 
 
 def measure_cold_start(reps: int, install: bool) -> ColdStart:
-    """Warm the bytecode caches once, then `reps` fresh imports of each, interleaved."""
-    result = ColdStart()
-    time_import(HANDLER_MODULE)
-    try:
-        time_import(TEA_MODULE)
-    except ImportProbeError as exc:
-        if not install:
-            result.tea_problem = f"{exc} (run without --no-install to install it)"
-        else:
-            result.tea_problem = install_tea_sdk()
-            if result.tea_problem is None:
-                try:
-                    time_import(TEA_MODULE)
-                except ImportProbeError as again:
-                    result.tea_problem = str(again)
-    for rep in range(reps):
-        order = [HANDLER_MODULE, TEA_MODULE] if rep % 2 == 0 else [TEA_MODULE, HANDLER_MODULE]
-        for module in order:
-            if module == TEA_MODULE and result.tea_problem:
-                continue
-            seconds, _ = time_import(module)
-            (result.handler_s if module == HANDLER_MODULE else result.tea_s).append(seconds)
-    _, importtime = time_import(HANDLER_MODULE, ["-X", "importtime"])
-    result.breakdown = import_breakdown(importtime, HANDLER_MODULE)
+    """Warm the bytecode caches once, then `reps` fresh interpreters of each, interleaved."""
+    result = ColdStart(redis=bool(os.environ.get("REDIS_URL")))
+    with probe_modules(result.redis):
+        time_import(READY_MODULE)
+        time_import(FLOOR_MODULE)
+        try:
+            time_import(TEA_MODULE)
+        except ImportProbeError as exc:
+            if not install:
+                result.tea_problem = f"{exc} (run without --no-install to install it)"
+            else:
+                result.tea_problem = install_tea_sdk()
+                if result.tea_problem is None:
+                    try:
+                        time_import(TEA_MODULE)
+                    except ImportProbeError as again:
+                        result.tea_problem = str(again)
+        probes = [(READY_MODULE, result.ready_s), (FLOOR_MODULE, result.floor_s)]
+        if not result.tea_problem:
+            probes.append((TEA_MODULE, result.tea_s))
+        for rep in range(reps):
+            for module, times in probes if rep % 2 == 0 else probes[::-1]:
+                times.append(time_import(module)[0])
+        _, importtime = time_import(READY_MODULE, ["-X", "importtime"])
+    result.breakdown = import_breakdown(importtime, READY_MODULE, own=(READY_MODULE, *OWN))
     return result
+
+
+OWN = ("index", "wababind")
+
+
+def measure_package(install: bool) -> PackageSize:
+    """The code package as `make package` builds it (pip, from PyPI), against the Tea SDK."""
+    if not install:
+        return PackageSize(problem="not built (--no-install: it downloads wheels from PyPI)")
+    from tools import build_package
+
+    with tempfile.TemporaryDirectory(prefix="wababind-package-") as folder:
+        out = Path(folder)
+        try:
+            zip_path = build_package.build(build_package.runtime_from_s_yaml(), "log", out)
+            size = PackageSize(
+                zip_bytes=zip_path.stat().st_size,
+                code_root_bytes=build_package.tree_size(out / build_package.PACKAGE_NAME),
+            )
+            size.tea_bytes = build_package.tea_size(build_package.runtime_from_s_yaml(), out)
+        except SystemExit as exc:
+            return PackageSize(problem=f"the package build failed: {exc}")
+    return size

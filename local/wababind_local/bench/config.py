@@ -64,7 +64,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser.add_argument("--processes", type=int, default=4)
     parser.add_argument("--process-batch", type=int, help="binds per process; default 150")
     parser.add_argument("--process-latency-ms", type=float, default=200.0)
-    parser.add_argument("--cold-reps", type=int, help="fresh imports of each; default 9")
+    parser.add_argument("--cold-reps", type=int, help="fresh interpreters of each; default 11")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--no-install", action="store_true", help="do not pip-install the Tea SDK if missing"
@@ -78,7 +78,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         processes=args.processes,
         process_batch=args.process_batch or (25 if quick else 150),
         process_latency_ms=args.process_latency_ms,
-        cold_reps=args.cold_reps or (3 if quick else 9),
+        cold_reps=args.cold_reps or (3 if quick else 11),
         out=args.out,
         install=not args.no_install,
         quick=quick,

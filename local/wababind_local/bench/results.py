@@ -6,8 +6,6 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
-from wababind_local.stats import percentile
-
 
 @dataclass
 class Run:
@@ -42,15 +40,39 @@ class Run:
 
 @dataclass
 class ColdStart:
-    """Import times (s) in fresh interpreters; `breakdown` attributes the handler's import."""
+    """Fresh-interpreter times (s): `ready_s` the handler import plus FC's initializer (ready to
+    serve), `floor_s` importing the runtime dependencies alone, `tea_s` the Tea SDK client;
+    `breakdown` attributes the ready-to-serve imports. Ratios compare the fastest of each."""
 
-    handler_s: list[float] = field(default_factory=list)
+    ready_s: list[float] = field(default_factory=list)
     tea_s: list[float] = field(default_factory=list)
+    floor_s: list[float] = field(default_factory=list)
     tea_problem: str | None = None
     breakdown: list[tuple[str, float, str]] = field(default_factory=list)
+    redis: bool = False  # REDIS_URL was set: the floor imports redis, the initializer connects
+
+    @property
+    def tea_ratio(self) -> float:
+        return _fastest_ratio(self.ready_s, self.tea_s)
+
+    @property
+    def floor_ratio(self) -> float:
+        return _fastest_ratio(self.ready_s, self.floor_s)
+
+
+def _fastest_ratio(mine: list[float], other: list[float]) -> float:
+    return min(mine) / min(other) if mine and other else math.nan
+
+
+@dataclass
+class PackageSize:
+    """The code package for FC's runtime against the Tea SDK installed the same way (bytes)."""
+
+    zip_bytes: int = 0
+    code_root_bytes: int = 0
+    tea_bytes: int = 0
+    problem: str | None = None
 
     @property
     def ratio(self) -> float:
-        if not self.handler_s or not self.tea_s:
-            return math.nan
-        return percentile(self.handler_s, 50) / percentile(self.tea_s, 50)
+        return self.code_root_bytes / self.tea_bytes if self.tea_bytes else math.nan

@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 
 from wababind_local.bench.charts import write_quota_chart
-from wababind_local.bench.cold_start import ImportProbeError, measure_cold_start
+from wababind_local.bench.cold_start import ImportProbeError, measure_cold_start, measure_package
 from wababind_local.bench.config import parse_args
 from wababind_local.bench.handler import waba_ids
 from wababind_local.bench.one_process import run_one_process
@@ -79,12 +79,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     cold: ColdStart | None = None
     try:
         cold = measure_cold_start(config.cold_reps, config.install)
-        print(f"[cold start] handler / Tea SDK import: {_ratio(cold.ratio)}", flush=True)
+        print(
+            f"[cold start] ready to serve / Tea SDK import: {_ratio(cold.tea_ratio)}, "
+            f"/ import floor: {_ratio(cold.floor_ratio)}",
+            flush=True,
+        )
     except (ImportProbeError, subprocess.TimeoutExpired) as exc:
         print(f"[cold start] not measured: {exc}", flush=True)
+    package = measure_package(config.install)
+    print(f"[package] code root / Tea SDK: {_ratio(package.ratio)}", flush=True)
 
     targets = evaluate(config, matrix, shared, cold)
-    text = render(config, matrix, shared, shared_problem, cold, targets, time.monotonic() - began)
+    text = render(
+        config, matrix, shared, shared_problem, cold, targets, time.monotonic() - began, package
+    )
     text += "\n" + render_redis_pause(pause, pause_problem)
     config.out.parent.mkdir(parents=True, exist_ok=True)
     config.out.write_text(text, encoding="utf-8")

@@ -22,7 +22,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--qps", type=float, default=10.0, help="per-account quota; 0 = none")
     parser.add_argument("--latency-ms", type=float, default=0.0)
-    parser.add_argument("--jitter-ms", type=float, default=0.0)
+    parser.add_argument(
+        "--jitter-ms", type=float, default=0.0, help="gateway delay before the quota counts"
+    )
     parser.add_argument("--demo-faults", action="store_true", help="the demo's fault WabaIds")
     args = parser.parse_args(argv)
 

@@ -188,7 +188,8 @@ class CamsSimulator:
             self._default_fault = None if fault is None or cleared else (fault, fault.times)
 
     def set_latency(self, latency_s: float, jitter_s: float = 0.0) -> None:
-        """Every answer waits latency_s plus uniform(0, jitter_s)."""
+        """Every call first crosses the gateway: uniform(0, jitter_s) before the quota counts it
+        (`--jitter-ms`); then its answer waits latency_s."""
         with self._lock:
             self._latency_s, self._jitter_s = max(0.0, latency_s), max(0.0, jitter_s)
 
@@ -288,6 +289,10 @@ class CamsSimulator:
             with self._lock:
                 self._rejected[refusal.code] += 1
             return self._error(refusal.status, refusal.code, refusal.message, request_id)
+        with self._lock:
+            jitter_s = self._jitter_s
+        if jitter_s:  # the gateway's delay: the quota counts the call when it arrives after it
+            time.sleep(random.uniform(0, jitter_s))
         return self._bind(key, params.get("WabaId", ""), request_id)
 
     def _authenticate(self, method: str, path: str, params: dict[str, str]) -> SimKey:
@@ -357,7 +362,7 @@ class CamsSimulator:
                 return self._record_error(
                     key, waba_id, request_id, now, QUOTA_CODE, status, message, throttled=True
                 )
-            delay = self._latency_s + (random.uniform(0, self._jitter_s) if self._jitter_s else 0)
+            delay = self._latency_s
             fault = self._next_fault(waba_id)
             answer = self._answer(key, waba_id, request_id, fault)
             answer.delay_s = delay + (fault.seconds if fault is not None else 0.0)
@@ -386,6 +391,7 @@ class CamsSimulator:
         return self._error(status, code, message, request_id)
 
     def _take_quota(self, account: str, now: float) -> bool:
+        """A strict sliding window: at most int(qps) admitted calls in any (now - 1 s, now]."""
         if self._qps is None:
             return True
         if self._qps <= 0:

@@ -1,4 +1,5 @@
-"""`wababind`: the operators' command line — bind, bulk onboarding, signing, simulator, events.
+"""`wababind`: the operators' command line — bind, bulk onboarding, signing, simulator, events,
+the SLS dashboards and alerts (observe), reports on outcome records (report).
 
 Remote commands call the MQ function through Function Compute's invoke API with the `fc2`
 client, exactly as production does; against `make serve` they need no setting at all.

@@ -61,7 +61,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         faults[waba_id] = parse_fault(spec)
     default = parse_fault(args.default_fault) if args.default_fault else None
     if threading.current_thread() is threading.main_thread():
+        # Ctrl-C and SIGTERM stop it, also when started from a shell that ignores SIGINT
+        # in background jobs (Python keeps an inherited SIG_IGN otherwise).
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     sim = cams.CamsSimulator(
         host=args.host,
         port=args.port,
@@ -114,7 +117,9 @@ def register(commands: Commands) -> None:
     simulate.add_argument("--port", type=int, default=9100, help="0 picks a free one")
     simulate.add_argument("--qps", type=float, default=10.0, help="per-account quota; 0 = none")
     simulate.add_argument("--latency-ms", type=float, default=0.0)
-    simulate.add_argument("--jitter-ms", type=float, default=0.0)
+    simulate.add_argument(
+        "--jitter-ms", type=float, default=0.0, help="gateway delay before the quota counts"
+    )
     simulate.add_argument("--fault", action="append", default=[], metavar="WABA_ID=FAULT")
     simulate.add_argument("--default-fault", metavar="FAULT", help="for every other WabaId")
     simulate.add_argument("--demo-faults", action="store_true", help="the demo's fault WabaIds")

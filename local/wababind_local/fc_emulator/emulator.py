@@ -1,4 +1,9 @@
-"""FcEmulator, the behaviour: run s.yaml's handlers in this process, sync or async, as FC does."""
+"""FcEmulator, the behaviour: run s.yaml's handlers in this process, sync or async, as FC does.
+
+Each function is one instance here: its `instanceLifecycleConfig.initializer` runs once, before
+its first invocation (a failed one fails that invocation and is tried again on the next), and
+its `preStop` runs when the emulator stops (FC docs, "Lifecycle hooks for function instances").
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -85,6 +91,8 @@ class FcEmulator:
         self._pending: set[Future[None]] = set()
         self._pending_lock = threading.Lock()
         self._stopping = threading.Event()
+        self._initialized: set[str] = set()  # functions whose instance ran its initializer
+        self._init_locks = {name: threading.Lock() for name in self.project.functions}
 
     # lifecycle
 
@@ -130,6 +138,7 @@ class FcEmulator:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        self._stop_instances()
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
@@ -170,12 +179,12 @@ class FcEmulator:
                 os.environ[name] = value
         self._saved_env.clear()
 
-    def _load_handler(self, spec: FunctionSpec) -> Handler:
-        module_name, _, attr = spec.handler.rpartition(".")
+    def _load_handler(self, spec: FunctionSpec, name: str | None = None) -> Callable[..., Any]:
+        module_name, _, attr = (name or spec.handler).rpartition(".")
         root = str(self._code_root or spec.code)
         if root not in sys.path:
             sys.path.insert(0, root)
-        handler: Handler = getattr(importlib.import_module(module_name), attr)
+        handler: Callable[..., Any] = getattr(importlib.import_module(module_name), attr)
         return handler
 
     # invocation
@@ -204,30 +213,45 @@ class FcEmulator:
         )
 
     def _call(self, spec: FunctionSpec, event: bytes, request_id: str) -> Any:
-        """The handler on a thread of its own, given up on after the function's timeout.
+        """The handler on a thread of its own, given up on after the function's timeout, once
+        the instance's initializer has run.
 
         FC stops the instance at the deadline; a thread cannot be stopped, so a handler that
         overruns keeps running here after its caller got the timeout error.
         """
+        self._initialize(spec, request_id)
         context = self.context(spec, request_id)
-        done = threading.Event()
-        result: list[Any] = []
-        failure: list[BaseException] = []
+        handler = self._handlers[spec.name]
+        return _run_bounded(
+            f"fc-{spec.name}", partial(handler, event, context), context.function.timeout
+        )
 
-        def run() -> None:
+    def _initialize(self, spec: FunctionSpec, request_id: str) -> None:
+        """The initializer, once per instance; concurrent first invocations wait for it."""
+        if spec.initializer is None or spec.name in self._initialized:
+            return
+        with self._init_locks[spec.name]:
+            if spec.name in self._initialized:
+                return
+            hook = self._load_handler(spec, spec.initializer)
+            context = self.context(spec, request_id)
+            _run_bounded(f"fc-init-{spec.name}", partial(hook, context), spec.initializer_timeout)
+            self._initialized.add(spec.name)
+            self._log(f"{spec.name}: initializer {spec.initializer} done")
+
+    def _stop_instances(self) -> None:
+        """preStop of every instance that was initialized, each within its timeout."""
+        for name in sorted(self._initialized):
+            spec = self.project.functions[name]
+            if spec.pre_stop is None:
+                continue
+            hook = self._load_handler(spec, spec.pre_stop)
+            context = self.context(spec, str(uuid.uuid4()))
             try:
-                result.append(self._handlers[spec.name](event, context))
-            except BaseException as exc:
-                failure.append(exc)
-            finally:
-                done.set()
-
-        threading.Thread(target=run, name=f"fc-{spec.name}", daemon=True).start()
-        if not done.wait(context.function.timeout):
-            raise FunctionTimeout(context.function.timeout)
-        if failure:
-            raise failure[0]
-        return result[0]
+                _run_bounded(f"fc-prestop-{name}", partial(hook, context), spec.pre_stop_timeout)
+            except Exception as exc:
+                self._log(f"{name}: preStop failed: {type(exc).__name__}: {exc}")
+        self._initialized.clear()
 
     def invoke(
         self,
@@ -396,6 +420,28 @@ class FcEmulator:
     def _log(self, line: str) -> None:
         if self._verbose:
             print(f"[fc-emulator] {line}", file=sys.stderr, flush=True)
+
+
+def _run_bounded(thread_name: str, call: Callable[[], Any], timeout_s: float) -> Any:
+    """`call()` on a thread of its own; FunctionTimeout after `timeout_s`, its error re-raised."""
+    done = threading.Event()
+    result: list[Any] = []
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            result.append(call())
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=thread_name, daemon=True).start()
+    if not done.wait(timeout_s):
+        raise FunctionTimeout(timeout_s)
+    if failure:
+        raise failure[0]
+    return result[0]
 
 
 def _reset_instance_state() -> None:

@@ -30,6 +30,10 @@ class FunctionSpec:
     region: str = "ap-southeast-1"
     log_project: str = ""
     log_store: str = ""
+    initializer: str | None = None  # instanceLifecycleConfig.initializer.handler
+    initializer_timeout: int = 3
+    pre_stop: str | None = None  # instanceLifecycleConfig.preStop.handler
+    pre_stop_timeout: int = 3
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,23 @@ def resolve(value: Any, variables: Mapping[str, Any], env: Mapping[str, str]) ->
     return _TEMPLATE.sub(substitute, value)
 
 
+def source_root(code: Path) -> Path:
+    """Where the emulator imports a function's code from: `code` itself, or for the package
+    that tools/build_package.py zips (build/NAME.zip, wheels built for FC's runtime, not this
+    machine's) the folder it was built from, functions/NAME."""
+    if code.suffix != ".zip":
+        return code
+    source = ROOT / "functions" / code.stem
+    if not source.is_dir():
+        raise ValueError(f"{code}: no functions/{code.stem} to run it from")
+    return source
+
+
+def _hook(props: Mapping[str, Any], name: str) -> tuple[str | None, int]:
+    hook = ((props.get("instanceLifecycleConfig") or {}).get(name)) or {}
+    return hook.get("handler") or None, int(hook.get("timeout", 3))
+
+
 def load_project(s_yaml: Path, env: Mapping[str, str] | None = None) -> Project:
     """The project name and its fc3 functions, templates resolved against `env` (os.environ)."""
     env = os.environ if env is None else env
@@ -94,10 +115,12 @@ def load_project(s_yaml: Path, env: Mapping[str, str] | None = None) -> Project:
             continue
         log = props.get("logConfig") if isinstance(props.get("logConfig"), Mapping) else {}
         async_cfg = props.get("asyncInvokeConfig") or {}
+        initializer, initializer_timeout = _hook(props, "initializer")
+        pre_stop, pre_stop_timeout = _hook(props, "preStop")
         spec = FunctionSpec(
             name=str(props["functionName"]),
             handler=str(props["handler"]),
-            code=(s_yaml.parent / str(props.get("code", "."))).resolve(),
+            code=source_root((s_yaml.parent / str(props.get("code", "."))).resolve()),
             memory=int(props.get("memorySize", 512)),
             timeout=int(props.get("timeout", 3)),
             environment={
@@ -111,6 +134,10 @@ def load_project(s_yaml: Path, env: Mapping[str, str] | None = None) -> Project:
             region=str(props.get("region", "ap-southeast-1")),
             log_project=str(log.get("project", "")),
             log_store=str(log.get("logstore", "")),
+            initializer=initializer,
+            initializer_timeout=initializer_timeout,
+            pre_stop=pre_stop,
+            pre_stop_timeout=pre_stop_timeout,
         )
         functions[spec.name] = spec
     return Project(name=str(doc.get("name", "")), functions=functions)

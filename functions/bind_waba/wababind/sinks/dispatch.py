@@ -39,6 +39,8 @@ class Dispatcher:
         self._inline = [s for s in sinks if s.name == "log"]
         self._remote = [s for s in sinks if s.name != "log"]
         self._pool = ThreadPoolExecutor(workers, "sink") if self._remote else None
+        self._pending: set[Future[None]] = set()  # sends under way, across invocations
+        self._pending_lock = threading.Lock()
 
     def deliver(
         self, outcome: Outcome, credentials: Credentials | None, deadline: float | None = None
@@ -52,8 +54,26 @@ class Dispatcher:
         for sink in self._remote:
             delivery = Delivery(outcome, sink.name)
             delivery.future = self._pool.submit(_send, sink, delivery, credentials, deadline)
+            with self._pending_lock:
+                self._pending.add(delivery.future)
+            delivery.future.add_done_callback(self._done)
             deliveries.append(delivery)
         return deliveries
+
+    def _done(self, future: Future[None]) -> None:
+        with self._pending_lock:
+            self._pending.discard(future)
+
+    def flush(self, timeout_s: float) -> int:
+        """FC's preStop: give the sends still under way (those that outlived their invocation's
+        deadline, already logged as undelivered) up to `timeout_s` to finish, then stop the
+        pool. Returns how many were still under way at the end."""
+        with self._pending_lock:
+            pending = list(self._pending)
+        wait_for(pending, timeout=max(0.0, timeout_s))
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        return sum(1 for future in pending if not future.done())
 
     @staticmethod
     def settle(deliveries: Sequence[Delivery], deadline: float) -> None:

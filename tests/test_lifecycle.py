@@ -1,0 +1,284 @@
+"""FC 3.0 lifecycle hooks: the initializer readies an instance once, before its first invocation
+(the first request then imports no SDK), Redis out of reach is said once at start and fails
+nothing, and preStop lets sink deliveries under way finish."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import redis
+
+from tests.fixtures.fc import free_port, local_env
+from tests.fixtures.handlers import http_event
+from wababind.credentials import Credentials
+from wababind.lifecycle import REDIS_UNREACHABLE, initialize, pre_stop
+from wababind.outcome import Outcome
+from wababind.runtime import get_runtime
+from wababind.sinks.dispatch import Dispatcher
+from wababind.webhook import http_handler
+from wababind_local.fc_emulator import FcEmulator
+
+TOY_S_YAML = """\
+edition: 3.0.0
+name: toy
+resources:
+{functions}
+"""
+TOY_FUNCTION = """\
+  {name}:
+    component: fc3
+    props:
+      region: ap-southeast-1
+      functionName: {name}
+      runtime: python3.10
+      code: ./code
+      handler: {module}.handler
+      timeout: 5
+      instanceLifecycleConfig:
+        initializer:
+          handler: {module}.initialize
+          timeout: 5
+        preStop:
+          handler: {module}.pre_stop
+          timeout: 5
+"""
+TOY_CODE = """\
+import os, threading, time
+
+_lock = threading.Lock()
+_failures_left = [int(os.environ.get("TOY_FAILED_INITS", "0"))]
+
+
+def _note(what, context):
+    with _lock, open(os.environ["TOY_LOG"], "a") as log:
+        log.write(f"{what} {context.function.name}\\n")
+
+
+def initialize(context):
+    if _failures_left[0] > 0:
+        _failures_left[0] -= 1
+        _note("init-failed", context)
+        raise RuntimeError("not ready")
+    time.sleep(0.2)  # concurrent first invocations arrive while it runs
+    _note("init", context)
+
+
+def handler(event, context):
+    _note("handle", context)
+    return "ok"
+
+
+def pre_stop(context):
+    _note("stop", context)
+"""
+
+
+def toy_project(tmp_path: Path, *names: str) -> tuple[Path, Path]:
+    """A project whose hooks write what ran to a log (a module name of its own per test)."""
+    module = f"toy_{uuid.uuid4().hex[:8]}"
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / f"{module}.py").write_text(TOY_CODE)
+    functions = "".join(TOY_FUNCTION.format(name=n, module=module) for n in names)
+    (tmp_path / "s.yaml").write_text(TOY_S_YAML.format(functions=functions))
+    return tmp_path / "s.yaml", tmp_path / "hooks.log"
+
+
+def test_the_emulator_initializes_each_instance_once_before_its_first_invocation(tmp_path):
+    s_yaml, log = toy_project(tmp_path, "fn-a", "fn-b")
+    emulator = FcEmulator(s_yaml=s_yaml, env={"TOY_LOG": str(log)}).start()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            replies = list(pool.map(lambda _: emulator.invoke("fn-a", b"{}"), range(4)))
+        replies.append(emulator.invoke("fn-b", b"{}"))
+        replies.append(emulator.invoke("fn-a", b"{}"))
+        assert [r.body for r in replies] == [b"ok"] * 6
+        assert log.read_text().splitlines() == [
+            "init fn-a",
+            *["handle fn-a"] * 4,
+            "init fn-b",
+            "handle fn-b",
+            "handle fn-a",
+        ]
+    finally:
+        emulator.stop()
+    assert log.read_text().splitlines()[-2:] == ["stop fn-a", "stop fn-b"]
+
+
+def test_a_failed_initializer_fails_that_invocation_and_runs_again_on_the_next(tmp_path):
+    s_yaml, log = toy_project(tmp_path, "fn-a")
+    env = {"TOY_LOG": str(log), "TOY_FAILED_INITS": "1"}
+    with FcEmulator(s_yaml=s_yaml, env=env) as emulator:
+        first, second = emulator.invoke("fn-a", b"{}"), emulator.invoke("fn-a", b"{}")
+    assert ("x-fc-error-type", "UnhandledInvocationError") in first.headers
+    assert b"not ready" in first.body and second.body == b"ok"
+    assert log.read_text().splitlines() == [
+        "init-failed fn-a",
+        "init fn-a",
+        "handle fn-a",
+        "stop fn-a",
+    ]
+
+
+def test_an_instance_never_invoked_is_never_initialized_nor_stopped(tmp_path):
+    s_yaml, log = toy_project(tmp_path, "fn-a")
+    with FcEmulator(s_yaml=s_yaml, env={"TOY_LOG": str(log)}):
+        pass
+    assert not log.exists()
+
+
+WATCH_SDK_IMPORTS = """\
+import json, sys, threading
+
+threads = []
+
+
+class Watch:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "aliyunsdkcore":
+            threads.append(threading.current_thread().name)
+
+
+sys.meta_path.insert(0, Watch())
+from wababind_local.fc_emulator import FcEmulator
+
+emulator = FcEmulator(env=json.loads(sys.argv[1])).start()
+at_start = sorted(set(threads))
+reply = emulator.invoke("bind-waba-mq", json.dumps({"WabaId": "1234567"}).encode())
+emulator.stop()
+print(json.dumps({"at_start": at_start, "threads": sorted(set(threads)),
+                  "summary": json.loads(reply.body)}))
+"""
+
+
+def test_the_first_invocation_imports_no_sdk_the_initializer_did(cams_sim):
+    """`make serve`'s emulator, in a fresh interpreter: which thread imported aliyunsdkcore."""
+    from wababind_local.cams_simulator import DEFAULT_STS_KEY
+
+    env = {
+        "CAMS_ENDPOINT": cams_sim.endpoint,
+        "ALIBABA_CLOUD_ACCESS_KEY_ID": DEFAULT_STS_KEY.access_key_id,
+        "ALIBABA_CLOUD_ACCESS_KEY_SECRET": DEFAULT_STS_KEY.access_key_secret,
+        "ALIBABA_CLOUD_SECURITY_TOKEN": DEFAULT_STS_KEY.security_token or "",
+        "OUTCOME_SINKS": "log",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", WATCH_SDK_IMPORTS, json.dumps(env)],
+        env=local_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(done.stdout.splitlines()[-1])
+    assert report["at_start"] == []
+    assert report["threads"] == ["fc-init-bind-waba-mq"]
+    assert report["summary"]["Bound"] == 1
+    assert cams_sim.count() == 1
+
+
+def app_log(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if '"Kind":"AppLog"' in line]
+
+
+def test_redis_out_of_reach_is_said_once_at_start_and_fails_nothing(
+    wababind_env, monkeypatch, context, capsys
+):
+    monkeypatch.setenv("REDIS_URL", f"redis://127.0.0.1:{free_port()}/0")  # nothing listens
+    initialize(context())
+    warnings = [r for r in app_log(capsys.readouterr().err) if r["Message"] == REDIS_UNREACHABLE]
+    assert len(warnings) == 1 and warnings[0]["Level"] == "WARNING"
+    assert "redis://" not in json.dumps(warnings)  # the URL may hold a password
+
+
+def test_the_initializer_opens_the_redis_connection(wababind_env, monkeypatch, redis_url, context):
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    watcher = redis.Redis.from_url(redis_url)
+    before = len(watcher.client_list())
+    initialize(context())
+    assert len(watcher.client_list()) == before + 1
+    pre_stop(context())
+    assert len(watcher.client_list()) == before
+    watcher.close()
+
+
+def test_the_initializer_builds_the_cams_client_for_the_instance_credentials(wababind_env, context):
+    from tests.fixtures.handlers import FakeCredentials
+
+    creds = FakeCredentials("STS.key", "secret", "token")
+    initialize(context(credentials=creds))
+    cams = get_runtime().binder.cams
+    assert Credentials("STS.key", "secret", "token") in cams._clients
+    assert wababind_env.count() == 0  # ready, and nothing called
+
+
+def test_a_bad_setting_never_fails_the_initializer_and_every_request_names_it(
+    wababind_env, monkeypatch, context, capsys
+):
+    monkeypatch.setenv("CAMS_QPS", "lots")
+    initialize(context())
+    initialize(context())
+    errors = [r for r in app_log(capsys.readouterr().err) if r["Level"] == "ERROR"]
+    assert len(errors) == 1 and "CAMS_QPS" in errors[0]["reason"]
+    answer = http_handler(http_event('{"WabaId": "1"}'), context())
+    assert answer["statusCode"] == 500
+    assert json.loads(answer["body"])["Code"] == "ConfigurationError"
+
+
+class SlowSink:
+    """A network sink that delivers when released (stands for a slow callback receiver)."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+        self.sent: list[Outcome] = []
+
+    def send(self, outcome: Outcome, credentials: object, deadline: float | None = None) -> None:
+        self.release.wait(10)
+        self.sent.append(outcome)
+
+
+def test_pre_stop_lets_deliveries_under_way_finish(capsys):
+    sink = SlowSink()
+    dispatcher = Dispatcher([sink])
+    outcome = Outcome("e1", "direct", "1", None, "bound", "OK", "")
+    deliveries = dispatcher.deliver(outcome, None, time.monotonic() + 0.05)
+    dispatcher.settle(deliveries, time.monotonic() + 0.05)  # the invocation ends without it
+    threading.Timer(0.2, sink.release.set).start()
+    assert dispatcher.flush(5.0) == 0
+    assert sink.sent == [outcome]
+
+
+def test_pre_stop_gives_up_after_its_time_and_counts_what_is_left():
+    sink = SlowSink()
+    dispatcher = Dispatcher([sink])
+    dispatcher.deliver(Outcome("e2", "direct", "2", None, "bound", "OK", ""), None)
+    assert dispatcher.flush(0.1) == 1
+    sink.release.set()
+
+
+def test_the_hook_handlers_run_in_a_fresh_fc_like_process(tmp_path):
+    """index.initialize and index.pre_stop are what s.yaml names, callable with a context."""
+    script = textwrap.dedent(
+        """
+        import index
+        from types import SimpleNamespace
+        ctx = SimpleNamespace(request_id="r", credentials=None, function=None)
+        index.initialize(ctx)
+        index.pre_stop(ctx)
+        print("ok")
+        """
+    )
+    env = local_env(WEBHOOK_AUTH="none", OUTCOME_SINKS="log")
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "ok", done.stderr
