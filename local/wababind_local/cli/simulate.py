@@ -61,7 +61,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         faults[waba_id] = parse_fault(spec)
     default = parse_fault(args.default_fault) if args.default_fault else None
     if threading.current_thread() is threading.main_thread():
+        # Ctrl-C and SIGTERM stop it, also when started from a shell that ignores SIGINT
+        # in background jobs (Python keeps an inherited SIG_IGN otherwise).
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     sim = cams.CamsSimulator(
         host=args.host,
         port=args.port,

@@ -34,7 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     from wababind_local.cams_simulator import DEFAULT_STS_KEY, CamsSimulator
 
     if threading.current_thread() is threading.main_thread():
+        # Ctrl-C and SIGTERM stop it, also when started from a shell that ignores SIGINT
+        # in background jobs (Python keeps an inherited SIG_IGN otherwise).
         signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     key_id = os.environ.get("WABABIND_LOCAL_FC_KEY_ID", LOCAL_FC_KEY_ID)
     key_secret = os.environ.get("WABABIND_LOCAL_FC_KEY_SECRET", LOCAL_FC_KEY_SECRET)
     webhook_secret = os.environ.get("WEBHOOK_SECRET") or LOCAL_WEBHOOK_SECRET
