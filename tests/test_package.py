@@ -5,9 +5,11 @@ and nothing else."""
 from __future__ import annotations
 
 import email.parser
+import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -135,8 +137,70 @@ def own_code() -> set[str]:
     }
 
 
+def runtime_python() -> str:
+    """A CPython 3.10 interpreter, as FC's python3.10 runtime has (pyenv keeps one here)."""
+    candidates = [
+        *sorted(Path.home().glob(".pyenv/versions/3.10*/bin/python3.10")),
+        *filter(None, [shutil.which("python3.10")]),
+    ]
+    for candidate in candidates:
+        probe = [str(candidate), "-c", "import sys; assert sys.version_info[:2] == (3, 10)"]
+        if subprocess.run(probe, capture_output=True, check=False).returncode == 0:
+            return str(candidate)
+    raise AssertionError("CPython 3.10 is needed to run the package as FC's python3.10 does")
+
+
+# FC runs /code/index.py with PYTHONPATH=/code/python; nothing else of ours is there.
+RUN_THE_PACKAGE = """
+import json, sys, types
+import index
+key = json.loads(sys.argv[1])
+ctx = types.SimpleNamespace(
+    request_id="package-test", credentials=types.SimpleNamespace(**key),
+    function=types.SimpleNamespace(name="bind-waba-mq", handler="index.mq_handler",
+                                   memory=512, timeout=30))
+index.initialize(ctx)
+summary = json.loads(index.mq_handler(json.dumps({"WabaId": "1234567"}).encode(), ctx))
+import aliyunsdkcore.client, cryptography.hazmat.bindings._rust, pydantic_core
+loaded = [m.__file__ for m in (aliyunsdkcore.client, pydantic_core)]
+if "sls" in sys.argv[2]:
+    import aliyun.log
+    loaded.append(aliyun.log.__file__)
+print(json.dumps({"summary": summary, "version": sys.version_info[:2], "loaded": loaded}))
+"""
+
+
+def run_on_cpython310(unzipped: Path, sinks: str, cams_sim) -> dict:
+    from wababind_local.cams_simulator import DEFAULT_STS_KEY
+
+    key = {
+        "access_key_id": DEFAULT_STS_KEY.access_key_id,
+        "access_key_secret": DEFAULT_STS_KEY.access_key_secret,
+        "security_token": DEFAULT_STS_KEY.security_token,
+    }
+    done = subprocess.run(
+        [runtime_python(), "-S", "-c", RUN_THE_PACKAGE, json.dumps(key), sinks],
+        cwd=unzipped,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "PYTHONPATH": os.pathsep.join([str(unzipped), str(unzipped / "python")]),
+            "PYTHONDONTWRITEBYTECODE": "1",  # /code is read-only on FC
+            "CAMS_ENDPOINT": cams_sim.endpoint,
+            "OUTCOME_SINKS": "log",
+            "WEBHOOK_SECRET": "whsec_" + "cGFja2FnZS10ZXN0LXdlYmhvb2stc2VjcmV0LTMyYg==",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report: dict = json.loads(done.stdout.splitlines()[-1])
+    return report
+
+
 @pytest.mark.parametrize("sinks", ["log,callback", "log,sls"])
-def test_the_package_holds_runtime_wheels_and_the_function_code_only(sinks, tmp_path):
+def test_the_package_holds_runtime_wheels_and_the_function_code_only(sinks, tmp_path, cams_sim):
     zip_path = build_as_s_deploy_does(tmp_path, sinks)
     with zipfile.ZipFile(zip_path) as archive:
         names = set(archive.namelist())
@@ -171,6 +235,12 @@ def test_the_package_holds_runtime_wheels_and_the_function_code_only(sinks, tmp_
     }
     shipped = {n.removeprefix("python/") for n in names if n.startswith("python/")}
     assert shipped <= recorded
+
+    # And it runs: CPython 3.10 with only the package on its path imports it and binds.
+    report = run_on_cpython310(tmp_path / "unzipped", sinks, cams_sim)
+    assert report["version"] == [3, 10]
+    assert report["summary"]["Bound"] == 1 and cams_sim.count() == 1
+    assert all(Path(f).is_relative_to(deps) for f in report["loaded"]), report["loaded"]
 
 
 def test_the_runtime_is_named_once_and_picks_the_tags(tmp_path):

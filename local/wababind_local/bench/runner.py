@@ -13,6 +13,7 @@ from wababind_local.bench.config import parse_args
 from wababind_local.bench.one_process import run_one_process
 from wababind_local.bench.overhead import measure_overhead
 from wababind_local.bench.priority import run_priority
+from wababind_local.bench.redis_pause import render_redis_pause, run_redis_pause
 from wababind_local.bench.render import render
 from wababind_local.bench.results import ColdStart, Run
 from wababind_local.bench.shared_redis import run_processes
@@ -76,7 +77,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.bulk_binds,
             IDLE_WEBHOOK_BINDS,
             prefix,
-            tag=400,
+            tag=600,
         )
         print(
             f"[priority] webhook p95 {_ratio(priority.ratio)} its idle median, bulk "
@@ -89,6 +90,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     overhead = measure_overhead(config.overhead_pairs, prefix)
     print(f"[overhead] webhook / bare SDK call CPU: {_ratio(overhead.cpu_ratio)}", flush=True)
+
+    pause, pause_problem = None, None
+    try:
+        pause = run_redis_pause(config, prefix, tag=400)
+        print(
+            f"[redis pause] {pause.paused.pause_s:g}-s pause: p95 answered "
+            f"{pause.extra_wait_s(95):.1f} s later, "
+            f"{len(pause.paused.bound_twice)} WabaIds bound twice",
+            flush=True,
+        )
+    except RuntimeError as exc:
+        pause_problem = str(exc)
+        print(f"[redis pause] not run: {pause_problem}", flush=True)
 
     cold: ColdStart | None = None
     try:
@@ -117,6 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         priority_problem=priority_problem,
         overhead=overhead,
     )
+    text += "\n" + render_redis_pause(pause, pause_problem)
     config.out.parent.mkdir(parents=True, exist_ok=True)
     config.out.write_text(text, encoding="utf-8")
     print()

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from wababind_local.bench.handler import product_env, waba_ids
-from wababind_local.bench.processes import _collect, _wait_ready, process_worker
+from wababind_local.bench.processes import _collect, _wait_ready, join_all, process_worker
 from wababind_local.bench.redis_server import redis_server
 from wababind_local.bench.results import Run
 from wababind_local.cams_simulator import (
@@ -83,11 +83,7 @@ def run_processes(
             reports = _collect(results, processes, batch * processes * 1.1 / qps + 120)
             after = redis_counts(redis_url)
         finally:
-            for proc in procs:
-                proc.join(timeout=10)
-                if proc.is_alive():
-                    proc.terminate()
-                    proc.join(timeout=5)
+            join_all(procs)
         calls = sim.calls()
     run = run_of(reports, calls, latency_ms, batch, jitter_ms)
     if shared:
