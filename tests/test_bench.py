@@ -189,6 +189,15 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
     assert "Tea SDK" in tea["fresh interpreter"]
     assert "Not measured: not built (--no-install" in text  # the package needs PyPI
 
+    pause = {row[""]: row for row in tables["Redis paused mid-run (ON_REDIS_OUTAGE=wait)"]}
+    assert pause["Redis paused (SIGSTOP)"]["Redis left alone"] == "no"
+    assert pause["Redis paused (SIGSTOP)"]["Redis paused"].startswith("3 s after")
+    assert pause["messages / distinct WabaIds"]["Redis paused"] == "52 / 32"
+    twice = pause["WabaIds bound twice at CAMS"]
+    assert twice["Redis left alone"] == twice["Redis paused"] == "0"
+    assert pause["result"]["Redis paused"] == "PASS"
+    assert "**Bulk binds waited** for the 3-s pause" in text
+
     targets = tables["Targets"]
     assert len(targets) == 6
     assert all(row["result"] in ("PASS", "**FAIL**", "not measured") for row in targets)

@@ -139,14 +139,12 @@ def test_the_same_waba_several_times_in_one_batch_makes_one_call(
 class Child:
     """A worker subprocess whose stdout lines are read as they come (no pipe ever fills)."""
 
-    def __init__(self, job: dict[str, Any], env: dict[str, str]):
+    def __init__(
+        self, job: dict[str, Any], env: dict[str, str], target: str = "tests.test_duplicates"
+    ):
+        """Runs `worker()` of the module `target` with `job` as its argument."""
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "from tests.test_duplicates import worker; worker()",
-                json.dumps(job),
-            ],
+            [sys.executable, "-c", f"from {target} import worker; worker()", json.dumps(job)],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -1,5 +1,6 @@
 """Fault suite: CAMS 5xx and throttling storms, dropped connections, answers slower than the
-deadline, Redis stopped and restarted mid-batch, a callback receiver that hangs.
+deadline, Redis paused (the 1,050-message run) and stopped and restarted mid-batch, a callback
+receiver that hangs.
 
 Every batch is redelivered until it settles (the trigger's behaviour when the handler raises),
 often on a fresh instance, and checked on every delivery: each message gets exactly one outcome,
@@ -47,6 +48,7 @@ READ_TIMEOUT_S = "0.5"  # CAMS_TIMEOUT_S: a slow answer (1 s and more) is always
 FN_TIMEOUT = 2  # FC function timeout of each delivery: 1 s of binding, 1 s of reserve
 STORM_FN_TIMEOUT = 3  # the mixed storm: room for three backed-off retries inside one delivery
 MAX_ROUNDS = 10
+REDIS_PAUSE_S = 3.0  # Redis paused mid-batch: longer than one Redis call's 2-s give-up
 TERMINAL_CODES = (
     "Ram.PermissionDeny",
     "Product.Unsubscript",
@@ -379,10 +381,38 @@ def make_batch(
     return messages, new
 
 
+class RedisPause(threading.Thread):
+    """Pauses Redis (SIGSTOP, as in a failover) for REDIS_PAUSE_S once CAMS has seen
+    `after_calls` more calls, then resumes it; `paused_at` is the call count then."""
+
+    def __init__(self, redis_server: Any, sim: CamsSimulator, after_calls: int):
+        super().__init__(daemon=True)
+        self.redis_server, self.sim = redis_server, sim
+        self.target_count = sim.count() + after_calls
+        self.paused_at: int | None = None
+
+    def run(self) -> None:
+        for _ in range(4000):  # bounded: 20 s for the batch to reach that many calls
+            if self.sim.count() >= self.target_count:
+                break
+            time.sleep(0.005)
+        self.redis_server.pause()
+        self.paused_at = self.sim.count()
+        time.sleep(REDIS_PAUSE_S)
+        self.redis_server.resume()
+
+
 def test_a_mixed_fault_storm_over_a_thousand_messages_loses_nothing_and_binds_once(
-    faults_env: CamsSimulator, shared_redis: str, context: Any, capsys: pytest.CaptureFixture[str]
+    faults_env: CamsSimulator,
+    redis_server: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    context: Any,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    """Five batches of 210 messages with planned CAMS faults; in the middle of the third
+    batch's first delivery Redis pauses for a few seconds."""
     sim = faults_env
+    monkeypatch.setenv("REDIS_URL", redis_server.url)
     rng = random.Random(20261125)
     ledger = Ledger(sim)
     earlier: list[Plan] = []
@@ -395,10 +425,28 @@ def test_a_mixed_fault_storm_over_a_thousand_messages_loses_nothing_and_binds_on
                 sim.set_fault(plan.waba_id, plan.fault)
         batch = [queue_message(source, m.event_id, m.body) for m in messages]
         recover = functools.partial(clear_storms, sim, new)
-        rounds = settle(
-            ledger, messages, batch, context, capsys, after_first=recover, timeout=STORM_FN_TIMEOUT
-        )
+        chaos = RedisPause(redis_server, sim, after_calls=40) if number == 2 else None
+        if chaos is not None:
+            chaos.start()
+        try:
+            rounds = settle(
+                ledger,
+                messages,
+                batch,
+                context,
+                capsys,
+                after_first=recover,
+                timeout=STORM_FN_TIMEOUT,
+            )
+        finally:
+            if chaos is not None:
+                chaos.join(30)
+                redis_server.resume()
         assert len(rounds) >= 2, "the storm should have forced at least one redelivery"
+        if chaos is not None:
+            assert chaos.paused_at is not None, "Redis was never paused"
+            met = [r for d in rounds for r in d.records if r["Code"] == "SharedStoreUnavailable"]
+            assert met and "Redis unreachable" in rounds[0].applog, "the pause reached no bind"
         check_final(ledger, messages, rounds[-1])
         check_redelivery_is_free(ledger, messages, batch, context, capsys)
         earlier += new
@@ -487,7 +535,8 @@ def test_redis_stopped_and_restarted_mid_batch_binds_each_waba_once(
     context: Any,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Copies of each WabaId wait on the first one's claim when Redis goes away under them."""
+    """Copies of each WabaId wait on the first one's claim when Redis goes away under them;
+    Redis comes back empty, and the instance gives it back what it knows."""
     sim = faults_env
     monkeypatch.setenv("REDIS_URL", redis_server.url)
     sim.set_latency(0.3)
@@ -516,12 +565,9 @@ def test_redis_stopped_and_restarted_mid_batch_binds_each_waba_once(
             time.sleep(0.005)
         marks["stopped"] = sim.count()
         redis_server.stop()
-        for _ in range(2000):
-            if sim.count() >= marks["stopped"] + 30:
-                break
-            time.sleep(0.005)
-        redis_server.restart()
+        time.sleep(REDIS_PAUSE_S)  # binds end retryable meanwhile; calls in flight finish
         marks["restarted"] = sim.count()
+        redis_server.start()  # empty: what it holds next is what the instance replays
 
     chaos = threading.Thread(target=outage, daemon=True)
     chaos.start()
@@ -532,7 +578,8 @@ def test_redis_stopped_and_restarted_mid_batch_binds_each_waba_once(
     check_delivery(first, messages)
     ledger.deliveries.append(first)
     assert "Redis unreachable" in first.applog, "the outage did not reach wababind"
-    assert 0 < marks["stopped"] < marks["restarted"] <= sim.count()
+    assert 0 < marks["stopped"] <= marks["restarted"] <= sim.count()
+    assert any(r["Code"] == "SharedStoreUnavailable" for r in first.records)
 
     rounds = settle(ledger, messages, batch, context, capsys, fresh_instances=False, timeout=10)
     check_final(ledger, messages, rounds[-1])

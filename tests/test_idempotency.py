@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from wababind.errors import SharedStoreUnavailable
 from wababind.idempotency import (
     IdempotencyRecord,
     IdempotencyStore,
@@ -124,10 +125,8 @@ def test_redis_records_are_shared_between_instances(redis_url):
     assert b.get("w1").cust_space_id == "cs-1"
 
 
-def test_a_redis_outage_degrades_to_memory_and_keeps_completed_records(
-    redis_server, monkeypatch, capsys
-):
-    store = RedisStore(redis_client(redis_server.url))
+def test_with_on_redis_outage_local_an_outage_degrades_to_memory(redis_server, capsys):
+    store = RedisStore(redis_client(redis_server.url), on_outage="local")
     store.health.retry_after_s = 0.2
     store.claim("w1", "a", 30)
     store.complete("w1", "a", cust_space_id="cs-1", request_id="R", ttl_s=60)
@@ -141,5 +140,34 @@ def test_a_redis_outage_degrades_to_memory_and_keeps_completed_records(
     time.sleep(0.3)
     assert store.claim("w3", "c", 30) is None
     logs = [json.loads(line) for line in capsys.readouterr().err.splitlines()]
-    levels = [r["Level"] for r in logs if r.get("Component") == "idempotency"]
-    assert levels == ["WARNING", "INFO"]
+    said = [(r["Level"], r["Message"]) for r in logs if r.get("Component") == "idempotency"]
+    assert [level for level, _ in said] == ["WARNING", "INFO", "INFO"], said
+    assert "ON_REDIS_OUTAGE=local" in said[0][1]
+
+
+def test_with_on_redis_outage_wait_a_claim_raises_and_known_records_still_answer(redis_server):
+    store = RedisStore(redis_client(redis_server.url))
+    store.health.retry_after_s = 0.2
+    store.claim("w1", "a", 30)
+    store.complete("w1", "a", cust_space_id="cs-1", request_id="R", ttl_s=60)
+    assert store.claim("w2", "a", 30) is None
+
+    redis_server.stop()
+    assert store.claim("w1", "b", 30).status is RecordStatus.COMPLETED  # known here: no bind
+    with pytest.raises(SharedStoreUnavailable):
+        store.claim("w3", "b", 30)
+    assert store.get("w2").owner == "a"  # this instance's own claim still counts
+    with pytest.raises(SharedStoreUnavailable):
+        store.get("w4")
+    assert store.seen_before("msg", 60) is False  # the replay guard falls back (and is kept)
+    assert store.complete("w2", "a", cust_space_id="cs-2", request_id="R2", ttl_s=60) is False
+    assert store.unsynced == 3  # w2's completion, w3's claim to undo, the webhook-id
+
+    redis_server.start()
+    time.sleep(0.3)
+    store.flush()
+    assert store.unsynced == 0
+    other = RedisStore(redis_client(redis_server.url))  # another instance sees it all
+    assert other.get("w2").status is RecordStatus.COMPLETED
+    assert other.get("w3") is None
+    assert other.seen_before("msg", 60) is True

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
+import threading
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from wababind.cams import Bound, CamsClient, is_throttle
 from wababind.credentials import Credentials
@@ -13,8 +16,11 @@ from wababind.errors import (
     BIND_IN_PROGRESS,
     DEADLINE_EXCEEDED,
     MISSING_CREDENTIALS,
+    SHARED_STORE_UNAVAILABLE,
     BindError,
+    SharedStoreUnavailable,
 )
+from wababind.fallback import RedisFallback
 from wababind.idempotency import IdempotencyRecord, IdempotencyStore, RecordStatus
 from wababind.models import BindRequest
 from wababind.outcome import Lane, Outcome, Source, Status, utcnow
@@ -26,6 +32,11 @@ MIN_CALL_TIME_S = 0.1  # no point starting a CAMS call with less time than this 
 FAILURE_MEMORY_S = 60.0  # a terminal failure is remembered briefly, so a retry storm stays cheap
 IN_PROGRESS_MARGIN_S = 5.0
 POLL_START_S, POLL_CAP_S = 0.05, 0.5
+STORE_PROBE_S = 0.5  # an interactive bind waiting for Redis asks it again after this pause
+# A call to a paused Redis gives up after about this long (ratelimit.redis_client: 1-s socket
+# timeout, one retry): a waiting bind stops asking when less than that is left.
+STORE_CALL_S = 2.0
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -60,12 +71,16 @@ class Binder:
         store: IdempotencyStore,
         timeout_s: float,
         idempotency_ttl_s: float,
+        store_health: RedisFallback | None = None,
     ):
         self.cams = cams  # the FC initializer calls cams.prepare() (wababind.cams)
         self._limiter = limiter
         self._store = store
         self._timeout_s = timeout_s
         self._ttl_s = idempotency_ttl_s
+        self._health = store_health  # Redis's health when REDIS_URL is set
+        self._looked_lock = threading.Lock()
+        self._looked_at = ""  # the last invocation that asked Redis during an outage
 
     def bind(
         self, request: BindRequest, *, event_id: str, source: Source, inv: Invocation
@@ -80,7 +95,12 @@ class Binder:
     def _bind(self, request: BindRequest, inv: Invocation) -> Outcome:
         waba_id = request.waba_id
         owner = f"{inv.request_id}/{random.getrandbits(48):012x}"
-        existing = self._claim_or_wait(waba_id, owner, inv)
+        try:
+            existing = self._shared(
+                lambda: self._claim_or_wait(waba_id, owner, inv), waba_id, inv, _waits(inv)
+            )
+        except SharedStoreUnavailable:
+            return _failed(request, STORE_AWAY, 0)
         if existing is not None:
             return _from_record(request, existing)
         try:
@@ -90,13 +110,18 @@ class Binder:
             raise
         result, wait_ms = settled.result, settled.quota_wait_s * 1000
         if isinstance(result, Bound):
-            self._store.complete(
+            shared = self._store.complete(
                 waba_id,
                 owner,
                 cust_space_id=result.cust_space_id,
                 request_id=result.request_id,
                 ttl_s=self._ttl_s,
             )
+            if not shared and self._health is not None and self._health.wait:
+                # Redis is away: hold on (within the deadline) until every instance can see it
+                self._health.waited(f"{inv.request_id}/{waba_id}")
+                with suppress(SharedStoreUnavailable):  # else kept; written when Redis is back
+                    self._shared(self._store.flush, waba_id, inv, wait=True)
             outcome = _bound(
                 request, "bound", result.cust_space_id, result.request_id, settled.attempts
             )
@@ -135,6 +160,34 @@ class Binder:
                 return record
             # released after a retryable failure, or expired: try to take it ourselves
 
+    def _shared(self, step: Callable[[], T], waba_id: str, inv: Invocation, wait: bool) -> T:
+        """`step`, which needs Redis. While Redis is away (ON_REDIS_OUTAGE=wait), each
+        invocation asks it once more (it may be back: the trigger redelivered later); then a
+        bind that may `wait` asks again every STORE_PROBE_S until its deadline, others end."""
+        try:
+            return step()
+        except SharedStoreUnavailable:
+            if self._health is None:
+                raise
+            self._health.waited(f"{inv.request_id}/{waba_id}")
+            if self._first_look(inv) and self._health.probe():
+                with suppress(SharedStoreUnavailable):
+                    return step()
+            if not wait:
+                raise
+        while inv.remaining() > STORE_PROBE_S + STORE_CALL_S + MIN_CALL_TIME_S:
+            time.sleep(STORE_PROBE_S)
+            if self._health.probe():
+                with suppress(SharedStoreUnavailable):
+                    return step()
+        raise SharedStoreUnavailable("Redis did not answer before the deadline")
+
+    def _first_look(self, inv: Invocation) -> bool:
+        """True for the first bind of `inv` to meet an outage (it asks Redis for all of them)."""
+        with self._looked_lock:
+            first, self._looked_at = self._looked_at != inv.request_id, inv.request_id
+        return first
+
     def _call_with_retries(self, waba_id: str, inv: Invocation) -> Settled:
         """Exponential backoff, full jitter; never starts a call or a sleep past the deadline."""
         if inv.credentials is None:
@@ -149,7 +202,15 @@ class Binder:
         last: BindError | None = None
         while True:
             asked = time.monotonic()
-            slot = self._limiter.acquire(inv.lane, inv.deadline - MIN_CALL_TIME_S)
+            try:
+                slot = self._shared(
+                    lambda: self._limiter.acquire(inv.lane, inv.deadline - MIN_CALL_TIME_S),
+                    waba_id,
+                    inv,
+                    _waits(inv),
+                )
+            except SharedStoreUnavailable:
+                slot, last = None, STORE_AWAY  # no slot without the shared limiter: no call
             waited += time.monotonic() - asked
             if slot is None:
                 break
@@ -172,6 +233,19 @@ class Binder:
                 DEADLINE_EXCEEDED, "no time left to call CAMS before the deadline", True
             )
         return Settled(last, attempts, waited)
+
+
+def _waits(inv: Invocation) -> bool:
+    """Whether a bind waits for Redis during an outage: yes where a person waits for it."""
+    return inv.lane == "interactive"
+
+
+STORE_AWAY = BindError(
+    SHARED_STORE_UNAVAILABLE,
+    "the shared store (Redis) did not answer; nothing is bound on one instance's memory "
+    "alone: retry later",
+    True,
+)
 
 
 def _outcome(

@@ -9,6 +9,7 @@ from ipaddress import ip_address
 from urllib.parse import urlsplit
 
 from wababind.errors import ConfigError
+from wababind.fallback import ON_OUTAGE_CHOICES, OnOutage
 
 SINK_NAMES = ("log", "callback", "sls")
 
@@ -39,6 +40,7 @@ class Settings:
     sls_logstore: str | None
     redis_url: str | None
     idempotency_ttl_s: float
+    on_redis_outage: OnOutage = "wait"  # what binds do while REDIS_URL is set but unreachable
 
 
 def _is_loopback(host: str) -> bool:
@@ -130,6 +132,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     redis_url = _optional(env, "REDIS_URL")
     if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
         raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    on_redis_outage = _on_redis_outage(env)
 
     return Settings(
         cams_endpoint=parse_cams_endpoint(
@@ -151,7 +154,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         sls_logstore=sls["SLS_LOGSTORE"],
         redis_url=redis_url,
         idempotency_ttl_s=_number(env, "IDEMPOTENCY_TTL_S", 86400, 1, 366 * 86400),
+        on_redis_outage=on_redis_outage,
     )
+
+
+def _on_redis_outage(env: Mapping[str, str]) -> OnOutage:
+    """`wait` (nothing binds on one instance's memory alone) unless `local` is chosen."""
+    raw = env.get("ON_REDIS_OUTAGE", "").strip().lower() or "wait"
+    for choice in ON_OUTAGE_CHOICES:
+        if raw == choice:
+            return choice
+    raise ConfigError("ON_REDIS_OUTAGE must be 'wait' or 'local'")
 
 
 def _check_whsec(name: str, value: str) -> None:

@@ -24,9 +24,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
-from wababind.fallback import RedisFallback
+from wababind import applog
+from wababind.errors import SharedStoreUnavailable
+from wababind.fallback import OnOutage, RedisFallback
 
 T = TypeVar("T")
 
@@ -72,8 +74,9 @@ class IdempotencyStore(ABC):
         cust_space_id: str | None,
         request_id: str | None,
         ttl_s: float,
-    ) -> None:
-        """CAMS bound it: always recorded, whoever holds the claim now (it is the truth)."""
+    ) -> bool:
+        """CAMS bound it: always recorded, whoever holds the claim now (it is the truth).
+        True when every instance can see it now; False: kept, shared as soon as possible."""
 
     @abstractmethod
     def fail(self, key: str, owner: str, *, code: str, message: str, ttl_s: float) -> None:
@@ -93,6 +96,9 @@ class IdempotencyStore(ABC):
     @abstractmethod
     def forget(self, key: str) -> None:
         """Unmark a `seen_before` key, so the sender's retry is accepted."""
+
+    def flush(self) -> None:  # noqa: B027 - nothing to share for a store in one instance
+        """Share now what could not be shared yet; raises SharedStoreUnavailable if it can't."""
 
 
 class InMemoryStore(IdempotencyStore):
@@ -132,12 +138,13 @@ class InMemoryStore(IdempotencyStore):
         cust_space_id: str | None,
         request_id: str | None,
         ttl_s: float,
-    ) -> None:
+    ) -> bool:
         record = IdempotencyRecord(
             key, RecordStatus.COMPLETED, owner, cust_space_id=cust_space_id, request_id=request_id
         )
         with self._lock:
             self._records[key] = (record, time.monotonic() + ttl_s)
+        return True
 
     def fail(self, key: str, owner: str, *, code: str, message: str, ttl_s: float) -> None:
         record = IdempotencyRecord(key, RecordStatus.FAILED, owner, code=code, message=message)
@@ -193,47 +200,110 @@ else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
 return 1
 """
 
+RELEASE_MEMORY_S = 900.0  # a missed release/claim-undo matters no longer than any claim lives
+SYNC_EVERY_S = 1.0  # how often the background sync asks Redis for the writes it missed
+SYNC_GIVE_UP_S = 600.0  # the background sync stops then; the next store call starts it again
 
-class RedisStore(IdempotencyStore):
-    """Shared by all instances, mirrored in this instance's memory. If Redis fails, the
-    memory alone decides (logged once) until Redis answers again after a pause: an outage still
-    answers the duplicates and in-flight claims this instance has seen. A bind never fails
-    because of Redis.
+
+@dataclass(frozen=True)
+class _Missed:
+    """A write Redis did not take (it was away), replayed as soon as it answers.
+
+    `set` writes `value`; `if_owner` runs _IF_OWNER for `owner` (value '' deletes); `delete`
+    deletes. One per Redis key: a later write of the same key replaces an earlier one.
     """
 
-    def __init__(self, client: Any, prefix: str = "wababind:"):
+    kind: Literal["set", "if_owner", "delete"]
+    expires: float  # time.monotonic(): past this the write no longer matters
+    value: str = ""
+    owner: str = ""
+
+    def queue(self, pipe: Any, if_owner: Any, key: str, now: float) -> None:
+        ttl = _ms(self.expires - now)
+        if self.kind == "set":
+            pipe.set(key, self.value, px=ttl)
+        elif self.kind == "if_owner":
+            if_owner(keys=[key], args=[self.owner, self.value, ttl], client=pipe)
+        else:
+            pipe.delete(key)
+
+
+class RedisStore(IdempotencyStore):
+    """Shared by all instances on Redis, mirrored in this instance's memory.
+
+    While Redis is unreachable (ON_REDIS_OUTAGE=wait, the default) a claim raises
+    SharedStoreUnavailable: nothing binds on this instance's memory alone. What this instance
+    knows is never forgotten: a completion, failure or release Redis missed is kept and
+    replayed first thing when it answers, and the claims this instance holds are re-asserted
+    (SET NX, in case Redis came back empty):
+
+        A: claim ✓ ── CAMS ──────── OK: complete ✗ (Redis away) → kept ─┐
+        Redis:          ···· away ····                       back ──── replay: COMPLETED ✓
+        B (any instance):           claim ✗ SharedStoreUnavailable       claim → duplicate
+
+    A claim sent just before the pause may land when Redis resumes (the command waited in its
+    socket): its owner had given up, so the replay deletes it if still that owner's.
+    ON_REDIS_OUTAGE=local: the memory alone decides during an outage (may bind twice).
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "wababind:",
+        *,
+        health: RedisFallback | None = None,
+        on_outage: OnOutage = "wait",
+    ):
         self._client = client
         self._records = prefix + "idem:"
         self._seen = prefix + "seen:"
         self._if_owner = client.register_script(_IF_OWNER)
         self._local = InMemoryStore()
-        self.health = RedisFallback(
-            "idempotency",
-            "Redis unreachable: idempotency records kept in this instance only",
-            "Redis reachable again: shared idempotency resumed",
+        self.health = health or RedisFallback(
+            "idempotency", on_outage=on_outage, ping=getattr(client, "ping", None)
         )
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._missed: dict[str, _Missed] = {}
+        self._held: dict[str, tuple[str, float]] = {}  # WabaId → (owner, expires) held in Redis
+        self._out_of_sync = False
+        self._syncer: threading.Thread | None = None
 
     def claim(self, key: str, owner: str, in_progress_ttl_s: float) -> IdempotencyRecord | None:
         # The claim is taken here first, then in Redis: threads of this instance never race
-        # each other through Redis, and a Redis outage or restart in the middle of a bind
-        # still finds this instance's own claim.
+        # each other through Redis, and an outage in the middle of a bind still finds this
+        # instance's own claims and completions.
         local = self._local.claim(key, owner, in_progress_ttl_s)
         if local is not None:
             return local
         record = IdempotencyRecord(key, RecordStatus.IN_PROGRESS, owner)
+        expires = time.monotonic() + in_progress_ttl_s
 
         def remote() -> IdempotencyRecord | None:
             for _ in range(3):  # the holder may finish or expire between SET and GET
                 if self._client.set(
                     self._records + key, record.to_json(), nx=True, px=_ms(in_progress_ttl_s)
                 ):
+                    self._hold(key, owner, expires)
                     return None
                 current = self._client.get(self._records + key)
                 if current is not None:
-                    return IdempotencyRecord.from_json(current)
+                    holder = IdempotencyRecord.from_json(current)
+                    if holder.owner != owner:
+                        return holder
+                    self._hold(key, owner, expires)  # our own claim, landed late after an outage
+                    return None
             return IdempotencyRecord(key, RecordStatus.IN_PROGRESS, None)
 
-        holder = self._try(remote, lambda: None)
+        def away() -> IdempotencyRecord | None:
+            # The SET NX may still land when Redis resumes: undo it then, if still ours.
+            self._miss(self._records + key, _Missed("if_owner", expires, owner=owner))
+            if self.health.wait:
+                self._local.release(key, owner)
+                raise SharedStoreUnavailable("Redis does not answer; the claim was not taken")
+            return None
+
+        holder = self._try(remote, away)
         if holder is not None:
             self._local.release(key, owner)
         return holder
@@ -246,33 +316,38 @@ class RedisStore(IdempotencyStore):
         cust_space_id: str | None,
         request_id: str | None,
         ttl_s: float,
-    ) -> None:
+    ) -> bool:
+        """Also True when Redis took it; False: kept, replayed when Redis answers (see flush)."""
         self._local.complete(
             key, owner, cust_space_id=cust_space_id, request_id=request_id, ttl_s=ttl_s
         )
         record = IdempotencyRecord(
             key, RecordStatus.COMPLETED, owner, cust_space_id=cust_space_id, request_id=request_id
         )
-        self._try(
-            lambda: self._client.set(self._records + key, record.to_json(), px=_ms(ttl_s)),
-            lambda: None,
+        missed = _Missed("set", time.monotonic() + ttl_s, record.to_json())
+        return self._write(
+            key,
+            missed,
+            lambda: self._client.set(self._records + key, missed.value, px=_ms(ttl_s)),
         )
 
     def fail(self, key: str, owner: str, *, code: str, message: str, ttl_s: float) -> None:
         record = IdempotencyRecord(key, RecordStatus.FAILED, owner, code=code, message=message)
         self._local.fail(key, owner, code=code, message=message, ttl_s=ttl_s)
-        self._try(
+        missed = _Missed("if_owner", time.monotonic() + ttl_s, record.to_json(), owner)
+        self._write(
+            key,
+            missed,
             lambda: self._if_owner(
-                keys=[self._records + key], args=[owner, record.to_json(), _ms(ttl_s)]
+                keys=[self._records + key], args=[owner, missed.value, _ms(ttl_s)]
             ),
-            lambda: None,
         )
 
     def release(self, key: str, owner: str) -> None:
         self._local.release(key, owner)
-        self._try(
-            lambda: self._if_owner(keys=[self._records + key], args=[owner, "", 0]),
-            lambda: None,
+        missed = _Missed("if_owner", time.monotonic() + RELEASE_MEMORY_S, owner=owner)
+        self._write(
+            key, missed, lambda: self._if_owner(keys=[self._records + key], args=[owner, "", 0])
         )
 
     def get(self, key: str) -> IdempotencyRecord | None:
@@ -280,36 +355,144 @@ class RedisStore(IdempotencyStore):
             current = self._client.get(self._records + key)
             return None if current is None else IdempotencyRecord.from_json(current)
 
-        shared: IdempotencyRecord | None = self._try(remote, lambda: None)
+        def away() -> IdempotencyRecord | None:
+            known = self._local.get(key)  # this instance's own claim or completion still counts
+            if known is None and self.health.wait:
+                raise SharedStoreUnavailable("Redis does not answer; the record is unknown")
+            return known
+
+        shared: IdempotencyRecord | None = self._try(remote, away)
         return shared if shared is not None else self._local.get(key)
 
     def seen_before(self, key: str, ttl_s: float) -> bool:
+        def away() -> bool:
+            self._miss(self._seen + key, _Missed("set", time.monotonic() + ttl_s, "1"))
+            return self._local.seen_before(key, ttl_s)
+
         return self._try(
-            lambda: not self._client.set(self._seen + key, b"1", nx=True, px=_ms(ttl_s)),
-            lambda: self._local.seen_before(key, ttl_s),
+            lambda: not self._client.set(self._seen + key, b"1", nx=True, px=_ms(ttl_s)), away
         )
 
     def forget(self, key: str) -> None:
         self._local.forget(key)
-        self._try(lambda: self._client.delete(self._seen + key), lambda: None)
+        missed = _Missed("delete", time.monotonic() + RELEASE_MEMORY_S)
 
-    def _try(self, remote: Callable[[], T], local: Callable[[], T]) -> T:
-        """Redis, or this instance's memory while Redis is failing."""
-        if self.health.active():
-            return local()
+        def away() -> None:
+            self._miss(self._seen + key, missed)
+
+        self._try(lambda: self._client.delete(self._seen + key), away)
+
+    def flush(self) -> None:
+        """Give Redis what it missed now; raises SharedStoreUnavailable while it is away."""
+
+        def away() -> None:
+            raise SharedStoreUnavailable("Redis does not answer; writes kept for later")
+
+        self._try(lambda: None, away, now=True)
+
+    @property
+    def unsynced(self) -> int:
+        """Writes Redis has not taken yet."""
+        with self._lock:
+            return len(self._missed)
+
+    def _hold(self, key: str, owner: str, expires: float) -> None:
+        """Redis has `owner`'s claim: remembered, to re-assert it after an outage."""
+        with self._lock:
+            self._held[key] = (owner, expires)
+
+    def _write(self, key: str, missed: _Missed, remote: Callable[[], object]) -> bool:
+        """A write that ends this instance's claim: to Redis (True), or kept until it answers."""
+        with self._lock:
+            self._held.pop(key, None)
+
+        def write() -> bool:
+            remote()
+            return True
+
+        def away() -> bool:
+            self._miss(self._records + key, missed)
+            return False
+
+        return self._try(write, away)
+
+    def _miss(self, redis_key: str, missed: _Missed) -> None:
+        with self._lock:
+            self._missed[redis_key] = missed
+            self._out_of_sync = True
+            if self._syncer is None or not self._syncer.is_alive():
+                self._syncer = threading.Thread(
+                    target=self._sync_in_background, name="wababind-redis-sync", daemon=True
+                )
+                self._syncer.start()
+
+    def _try(self, remote: Callable[[], T], away: Callable[[], T], now: bool = False) -> T:
+        """Redis, after it has taken what it missed; `away()` while Redis is failing (during
+        the pause after a failure Redis is not tried, unless `now`)."""
+        if self.health.active() and not now:
+            return away()
         try:
+            self._sync()
             result = remote()
-        except Exception as exc:  # any Redis failure means: degrade, never fail
+        except Exception as exc:  # any Redis failure: the outage rules apply
             self.health.failed(exc)
-            return local()
+            with self._lock:
+                self._out_of_sync = True  # re-assert this instance's claims when Redis is back
+            return away()
         self.health.succeeded()
         return result
+
+    def _sync(self) -> None:
+        """Replay missed writes and re-assert held claims, before any other Redis call."""
+        if not self._out_of_sync:
+            return
+        with self._sync_lock:
+            now = time.monotonic()
+            with self._lock:
+                if not self._out_of_sync:
+                    return
+                self._missed = {k: m for k, m in self._missed.items() if m.expires > now}
+                self._held = {k: h for k, h in self._held.items() if h[1] > now}
+                missed, held = dict(self._missed), dict(self._held)
+            pipe = self._client.pipeline(transaction=False)
+            for key, (owner, expires) in held.items():
+                claim = IdempotencyRecord(key, RecordStatus.IN_PROGRESS, owner).to_json()
+                pipe.set(self._records + key, claim, nx=True, px=_ms(expires - now))
+            for redis_key, write in missed.items():
+                write.queue(pipe, self._if_owner, redis_key, now)
+            pipe.execute()
+            with self._lock:
+                for redis_key, write in missed.items():
+                    if self._missed.get(redis_key) is write:
+                        del self._missed[redis_key]
+                self._out_of_sync = bool(self._missed)
+        if missed or held:
+            applog.log(
+                "INFO",
+                "Redis took the writes it missed",
+                Component="idempotency",
+                Replayed=len(missed),
+                ClaimsReasserted=len(held),
+            )
+
+    def _sync_in_background(self) -> None:
+        """Until Redis has what it missed: an idle instance replays it as soon as Redis is back."""
+        give_up = time.monotonic() + SYNC_GIVE_UP_S
+        while self._out_of_sync and time.monotonic() < give_up:
+            time.sleep(SYNC_EVERY_S)
+            if self.health.active() and not self.health.probe():
+                continue
+            self._try(lambda: None, lambda: None)
 
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
 
 
-def make_store(client: Any | None) -> IdempotencyStore:
+def make_store(
+    client: Any | None, *, health: RedisFallback | None = None, on_outage: OnOutage = "wait"
+) -> IdempotencyStore:
     """Shared on Redis when REDIS_URL is set, in-process otherwise."""
-    return RedisStore(client) if client is not None else InMemoryStore()
+    if client is None:
+        return InMemoryStore()
+    return RedisStore(client, health=health, on_outage=on_outage)

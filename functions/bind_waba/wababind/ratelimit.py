@@ -38,10 +38,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from wababind.errors import SharedStoreUnavailable
-from wababind.fallback import RedisFallback
+from wababind.fallback import OnOutage, RedisFallback
 
 Lane = Literal["interactive", "bulk"]
-OnOutage = Literal["wait", "local"]
 
 SPACING_START = 1.02  # slot interval = spacing / qps; where a fresh quota starts
 SPACING_MIN, SPACING_MAX = 1.01, 2.0
@@ -324,6 +323,7 @@ class RedisRateLimiter(RateLimiter):
         key: str = DEFAULT_KEY,
         fallback_share: float = 0.25,
         on_outage: OnOutage = "local",
+        health: RedisFallback | None = None,
         share: float = DEFAULT_SHARE,
         tuning: Tuning | None = None,
     ):
@@ -334,7 +334,7 @@ class RedisRateLimiter(RateLimiter):
         self._script = client.register_script(_SCRIPT)
         self._on_outage = on_outage
         self._fallback = LocalRateLimiter(qps * fallback_share, share, tuning)
-        self.health = RedisFallback(
+        self.health = health or RedisFallback(  # the runtime shares one with the store
             "ratelimit",
             "Redis unreachable: rate limiting in-process at a conservative share of the quota"
             if on_outage == "local"
@@ -390,13 +390,15 @@ def make_rate_limiter(
     qps: float,
     client: Any | None,
     on_outage: OnOutage = "local",
+    health: RedisFallback | None = None,
     share: float = DEFAULT_SHARE,
 ) -> RateLimiter:
     """Shared on Redis when REDIS_URL is set, in-process otherwise. `on_outage` is what the
-    shared one does when Redis fails: "wait" (raise SharedStoreUnavailable) or "local"."""
+    shared one does when Redis fails: "wait" (raise SharedStoreUnavailable) or "local";
+    `health`, Redis's health as the instance's store sees it too (one log line per outage)."""
     if client is None:
         return LocalRateLimiter(qps, share)
-    return RedisRateLimiter(client, qps, on_outage=on_outage, share=share)
+    return RedisRateLimiter(client, qps, on_outage=on_outage, share=share, health=health)
 
 
 def redis_client(url: str) -> Any:

@@ -78,11 +78,18 @@ def reset_runtime() -> None:
 
 def build_runtime(settings: Settings) -> Runtime:
     from wababind.cams import CamsClient
+    from wababind.fallback import RedisFallback
     from wababind.idempotency import make_store
     from wababind.ratelimit import make_rate_limiter, redis_client
 
     client = redis_client(settings.redis_url) if settings.redis_url else None
-    store = make_store(client)
+    # One view of Redis's health for the limiter and the store: an outage is logged once.
+    health = (
+        RedisFallback(on_outage=settings.on_redis_outage, ping=client.ping)
+        if client is not None
+        else None
+    )
+    store = make_store(client, health=health)
     binder = Binder(
         CamsClient(
             settings.cams_endpoint,
@@ -90,10 +97,17 @@ def build_runtime(settings: Settings) -> Runtime:
             settings.cams_timeout_s,
             pool_size=batch_workers(settings.cams_qps),
         ),
-        make_rate_limiter(settings.cams_qps, client, share=settings.interactive_max_share),
+        make_rate_limiter(
+            settings.cams_qps,
+            client,
+            on_outage=settings.on_redis_outage,
+            health=health,
+            share=settings.interactive_max_share,
+        ),
         store,
         settings.cams_timeout_s,
         settings.idempotency_ttl_s,
+        store_health=health,
     )
     return Runtime(
         settings=settings,

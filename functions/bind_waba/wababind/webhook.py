@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from wababind import applog
-from wababind.errors import ConfigError
+from wababind.errors import SHARED_STORE_UNAVAILABLE, ConfigError
 from wababind.models import FieldProblem, HttpTriggerEvent, parse_bind_request
 from wababind.outcome import Outcome
 from wababind.runtime import Runtime, get_runtime, start_invocation
@@ -19,6 +19,7 @@ from wababind.runtime import Runtime, get_runtime, start_invocation
 MAX_BODY = 64 * 1024
 REPLAY_WINDOW_S = 600.0  # the 5-minute tolerance, both directions
 RETRY_AFTER_S = "2"
+STORE_RETRY_AFTER_S = "5"  # Redis away: a failover takes seconds (fallback.RETRY_AFTER_S)
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 _VERIFY_RULES = {
     "Message timestamp too old": ("webhook-timestamp", "stale"),
@@ -124,7 +125,8 @@ def _answer(runtime: Runtime, outcome: Outcome, webhook_id: str | None) -> dict[
     if webhook_id:
         # The sender retries a 503 with the same webhook-id (Standard Webhooks): let it in.
         runtime.store.forget(_seen_key(webhook_id))
-    return _json_response(503, outcome.to_json(), {"Retry-After": RETRY_AFTER_S})
+    retry_after = STORE_RETRY_AFTER_S if outcome.code == SHARED_STORE_UNAVAILABLE else RETRY_AFTER_S
+    return _json_response(503, outcome.to_json(), {"Retry-After": retry_after})
 
 
 def _raw_body(request: HttpTriggerEvent) -> bytes:

@@ -27,13 +27,29 @@ def process_worker(
             handler = _load_handler()
             _reset_runtime()
             invoke(handler, [warmup_id])
-            ready.put(number)
-            if not go.wait(PROCESS_READY_TIMEOUT_S):
-                results.put({"number": number, "error": "never told to start"})
+            if not ready_and_told_to_start(number, ready, go, results):
                 return
             results.put({"number": number, **invoke(handler, ids)})
     except Exception as exc:
         results.put({"number": number, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def ready_and_told_to_start(number: int, ready: Any, go: Any, results: Any) -> bool:
+    """In a spawned instance: say ready, wait for the start (or report that it never came)."""
+    ready.put(number)
+    if not go.wait(PROCESS_READY_TIMEOUT_S):
+        results.put({"number": number, "error": "never told to start"})
+        return False
+    return True
+
+
+def join_all(procs: Sequence[Any]) -> None:
+    """Wait for the spawned instances to end; stop those that do not."""
+    for proc in procs:
+        proc.join(timeout=10)
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(timeout=5)
 
 
 def _wait_ready(ready: Any, results: Any, procs: Sequence[Any]) -> None:

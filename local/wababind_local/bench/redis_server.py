@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -20,6 +21,15 @@ def _free_port() -> int:
 @contextlib.contextmanager
 def redis_server(start_timeout_s: float = 10.0) -> Iterator[str]:
     """A throwaway redis-server on a free loopback port; yields its URL."""
+    with redis_process(start_timeout_s) as (url, _proc):
+        yield url
+
+
+@contextlib.contextmanager
+def redis_process(
+    start_timeout_s: float = 10.0,
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The same, yielding its URL and its process (a scenario pauses it with SIGSTOP)."""
     binary = shutil.which("redis-server")
     if binary is None:
         raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
@@ -50,8 +60,9 @@ def redis_server(start_timeout_s: float = 10.0) -> Iterator[str]:
             if time.monotonic() > deadline or proc.poll() is not None:
                 raise RuntimeError(f"redis-server did not start on port {port}")
             time.sleep(0.05)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield f"redis://127.0.0.1:{port}/0", proc
     finally:
+        proc.send_signal(signal.SIGCONT)  # a paused server cannot act on SIGTERM
         proc.terminate()
         try:
             proc.wait(5)

@@ -1,4 +1,4 @@
-"""`make bench`: run the three scenarios in order, print the table, write the results file."""
+"""`make bench`: run the scenarios in order, print the tables, write the results file."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from wababind_local.bench.cold_start import ImportProbeError, measure_cold_start
 from wababind_local.bench.config import parse_args
 from wababind_local.bench.handler import waba_ids
 from wababind_local.bench.one_process import run_one_process
+from wababind_local.bench.redis_pause import render_redis_pause, run_redis_pause
 from wababind_local.bench.render import render
 from wababind_local.bench.results import ColdStart, Run
 from wababind_local.bench.shared_redis import run_processes
@@ -62,6 +63,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         shared_problem = str(exc)
         print(f"[shared] not run: {shared_problem}", flush=True)
 
+    pause, pause_problem = None, None
+    try:
+        pause = run_redis_pause(config, prefix, tag=400)
+        print(
+            f"[redis pause] {pause.paused.pause_s:g}-s pause: p95 answered "
+            f"{pause.extra_wait_s(95):.1f} s later, "
+            f"{len(pause.paused.bound_twice)} WabaIds bound twice",
+            flush=True,
+        )
+    except RuntimeError as exc:
+        pause_problem = str(exc)
+        print(f"[redis pause] not run: {pause_problem}", flush=True)
+
     cold: ColdStart | None = None
     try:
         cold = measure_cold_start(config.cold_reps, config.install)
@@ -79,6 +93,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = render(
         config, matrix, shared, shared_problem, cold, targets, time.monotonic() - began, package
     )
+    text += "\n" + render_redis_pause(pause, pause_problem)
     config.out.parent.mkdir(parents=True, exist_ok=True)
     config.out.write_text(text, encoding="utf-8")
     print()

@@ -8,7 +8,7 @@ from collections import Counter
 
 from wababind_local.bench.config import WINDOW_GAP_S
 from wababind_local.bench.handler import product_env, waba_ids
-from wababind_local.bench.processes import _collect, _wait_ready, process_worker
+from wababind_local.bench.processes import _collect, _wait_ready, join_all, process_worker
 from wababind_local.bench.redis_server import redis_server
 from wababind_local.bench.results import Run
 from wababind_local.cams_simulator import (
@@ -51,11 +51,7 @@ def run_processes(
             go.set()
             reports = _collect(results, processes, batch * processes * 1.02 / qps + 120)
         finally:
-            for proc in procs:
-                proc.join(timeout=10)
-                if proc.is_alive():
-                    proc.terminate()
-                    proc.join(timeout=5)
+            join_all(procs)
         calls = sim.calls()
     errors = [r["error"] for r in reports if "error" in r]
     if errors:
