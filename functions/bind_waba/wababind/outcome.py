@@ -12,6 +12,7 @@ Source = Literal["http", "rocketmq", "mns", "kafka", "direct"]
 Lane = Literal["interactive", "bulk"]  # which side of the shared quota a request waits on
 
 RECORD_KIND = "WabaBindOutcome"
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once, not per line
 
 
 def utcnow() -> datetime:
@@ -72,5 +73,5 @@ class Outcome:
         """The record as one JSON line, made once: an outcome is final when the binder hands it
         over, and the log sink and the webhook's answer both send this same text."""
         if self._json is None:
-            self._json = json.dumps(self.to_record(), ensure_ascii=False, separators=(",", ":"))
+            self._json = _ENCODER.encode(self.to_record())
         return self._json
