@@ -35,12 +35,11 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from wababind.errors import SharedStoreUnavailable
 from wababind.fallback import OnOutage, RedisFallback
-
-Lane = Literal["interactive", "bulk"]
+from wababind.outcome import Lane
 
 SPACING_START = 1.02  # slot interval = spacing / qps; where a fresh quota starts
 SPACING_MIN, SPACING_MAX = 1.01, 2.0

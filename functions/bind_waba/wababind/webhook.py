@@ -244,9 +244,13 @@ def _not_json(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# json.loads(text, parse_constant=...) would build this decoder (and its scanner) per request.
+_BODY_DECODER = json.JSONDecoder(parse_constant=_not_json)
+
+
 def _json_object(text: str) -> dict[str, Any]:
     try:
-        body = json.loads(text, parse_constant=_not_json)
+        body = _BODY_DECODER.decode(text)
     except (ValueError, RecursionError):
         raise Reject(
             400,
