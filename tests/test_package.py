@@ -225,6 +225,16 @@ def test_the_package_holds_runtime_wheels_and_the_function_code_only(sinks, tmp_
     if "sls" in sinks:
         requirement_files.append(ROOT / "requirements-sls.txt")
     assert set(dists) == closure(requirement_files, dists)
+    pinned = {
+        canonicalize_name(name): version
+        for name, _, version in (
+            line.partition("==")
+            for line in (ROOT / "requirements-lock.txt").read_text().splitlines()
+            if "==" in line
+        )
+    }
+    versions = {name: metadata(d)["Version"] for name, d in dists.items()}
+    assert versions == {n: pinned.get(n) for n in versions}  # every one pinned, at its pin
     assert ("aliyun-log-python-sdk" in dists) is ("sls" in sinks)
 
     # Every file under python/ belongs to an installed wheel: nothing stale, nothing stray.

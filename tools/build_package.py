@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Build the code package that `s deploy` uploads: the function's code plus wheels for FC's runtime.
 
-Runs on the deployer's machine (macOS, Windows, Linux, any Python 3 with pip; stdlib only), from
+Runs on the deployer's machine (macOS, Windows, Linux; Python 3.9+ with pip, stdlib only), from
 `s deploy`'s pre-deploy action and from `make package`. pip installs the runtime dependencies
 for the *function's* interpreter, never the local one:
 
@@ -37,6 +37,7 @@ CODE_ROOT = ROOT / "functions" / "bind_waba"
 CODE_ENTRIES = ("index.py", "wababind")  # the function's own code, nothing else from CODE_ROOT
 REQUIREMENTS = ROOT / "requirements.txt"
 SLS_REQUIREMENTS = ROOT / "requirements-sls.txt"  # only when OUTCOME_SINKS names `sls`
+LOCK = ROOT / "requirements-lock.txt"  # every distribution a package may hold, pinned (-c)
 S_YAML = ROOT / "s.yaml"
 BUILD = ROOT / "build"
 PACKAGE_NAME = "bind_waba"
@@ -136,11 +137,26 @@ def _pip_install(target: Path, runtime: Runtime, requirements: list[str]) -> Non
     fits every runtime, anything else would not match the runtime's tags and pip stops."""
     local_wheels = target.parent / f"{target.name}-wheels"
     shutil.rmtree(local_wheels, ignore_errors=True)
-    pip("wheel", "--no-deps", "--wheel-dir", str(local_wheels), *requirements)
+    # Requires-Python is checked for the runtime below, not for the interpreter running this.
+    pip(
+        "download",
+        "--no-deps",
+        "--ignore-requires-python",
+        "--dest",
+        str(local_wheels),
+        *requirements,
+    )
+    sources = [str(p) for p in local_wheels.iterdir() if p.suffix != ".whl"]
+    if sources:
+        pip("wheel", "--no-deps", "--wheel-dir", str(local_wheels), *sources)
     args = ["install", "--no-compile", "--target", str(target), "--find-links", str(local_wheels)]
     for platform in runtime.platforms():
         args += ["--platform", platform]
     args += ["--python-version", runtime.python, "--implementation", "cp", "--abi", runtime.abi]
+    if sys.version_info[:2] < tuple(int(x) for x in runtime.python.split(".")):
+        # An older pip checks Requires-Python against this interpreter at install time too;
+        # the wheels were chosen for the runtime's version above.
+        args.append("--ignore-requires-python")
     pip(*args, "--only-binary=:all:", *requirements)
     shutil.rmtree(local_wheels)
     shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: nothing FC runs
@@ -171,6 +187,8 @@ def requirement_lines(requirements: list[str]) -> list[str]:
         if item == "-r":
             text = Path(next(items)).read_text(encoding="utf-8")
             lines += [x.split("#")[0].strip() for x in text.splitlines()]
+        elif item == "-c":
+            next(items)  # constraints pin versions, they require nothing
         else:
             lines.append(item)
     return [line for line in lines if line and not line.startswith("-")]
@@ -261,7 +279,7 @@ def build(runtime_name: str, sinks: str, out: Path = BUILD) -> Path:
     staging = out / PACKAGE_NAME
     shutil.rmtree(staging, ignore_errors=True)  # stale files from an earlier build never ship
     staging.mkdir(parents=True)
-    requirements = ["-r", str(REQUIREMENTS)]
+    requirements = ["-r", str(REQUIREMENTS), "-c", str(LOCK)]
     if wants_sls(sinks):
         requirements += ["-r", str(SLS_REQUIREMENTS)]
     pip_install(staging / DEPS_DIR, runtime, requirements)
@@ -269,6 +287,23 @@ def build(runtime_name: str, sinks: str, out: Path = BUILD) -> Path:
     zip_path = out / f"{PACKAGE_NAME}.zip"
     write_zip(staging, zip_path)
     return zip_path
+
+
+def write_lock(site: Path, runtime_name: str) -> None:
+    """requirements-lock.txt from a build with every sink: what each package may hold."""
+    pins = sorted(
+        f"{meta['Name']}=={meta['Version']}"
+        for meta in (
+            email.parser.Parser().parsestr((d / "METADATA").read_text("utf-8"))
+            for d in site.glob("*.dist-info")
+        )
+    )
+    header = (
+        "# Every distribution the code package may hold, pinned: tools/build_package.py passes\n"
+        "# this file to pip as constraints. Written by `tools/build_package.py --lock` (a build\n"
+        f"# for {runtime_name} with the sls sink); regenerate it after changing a requirement.\n"
+    )
+    LOCK.write_text(header + "\n".join(pins) + "\n", encoding="utf-8")
 
 
 def tea_size(runtime_name: str, out: Path = BUILD) -> int:
@@ -295,9 +330,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compare-tea", action="store_true", help=f"also install {TEA_REQUIREMENT}, print ratio"
     )
+    parser.add_argument(
+        "--lock",
+        action="store_true",
+        help="build with every sink and rewrite requirements-lock.txt",
+    )
     args = parser.parse_args(argv)
     runtime_name = args.runtime or runtime_from_s_yaml()
+    if args.lock:
+        LOCK.write_text("", encoding="utf-8")  # resolve afresh, then pin what came out
+        args.sinks = "log,callback,sls"
     zip_path = build(runtime_name, args.sinks, args.out)
+    if args.lock:
+        write_lock(args.out / PACKAGE_NAME / DEPS_DIR, runtime_name)
+        print(f"package: wrote {LOCK}")
     code_root = tree_size(args.out / PACKAGE_NAME)
     print(
         f"package: {zip_path} for {runtime_name} "
