@@ -20,7 +20,7 @@ import pytest
 
 from index import http_handler, mq_handler
 from tests.fixtures.handlers import outcome_lines, signed_event
-from tests.fixtures.redis_server import RedisServer
+from tests.fixtures.redis_server import RedisServer, free_port
 from tests.test_duplicates import WAIT_S, Child, child_env, deliver, rocketmq
 from wababind import idempotency
 from wababind.errors import SHARED_STORE_UNAVAILABLE, RetryableBatchError, SharedStoreUnavailable
@@ -448,3 +448,18 @@ def test_redis_restarted_empty_loses_only_what_no_instance_remembers(
     assert fresh["Bound"] == 20  # each WABA bound a second time at CAMS
     assert {w: sim.count(waba_id=w, code="OK") for w in waba_ids} == dict.fromkeys(waba_ids, 2)
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_unreachable_redis_is_said_without_its_password_or_a_stack_trace(
+    wababind_env: Any, monkeypatch: pytest.MonkeyPatch, context: Any, capsys: Any
+) -> None:
+    password = "redis-Pa55-never-logged"
+    monkeypatch.setenv("REDIS_URL", f"redis://default:{password}@127.0.0.1:{free_port()}/0")
+    response = http_handler(signed_event({"WabaId": "9600000000000001"}), context(timeout=4))
+    assert response["statusCode"] == 503 and response["headers"]["Retry-After"] == "5"
+    assert json.loads(response["body"])["Code"] == SHARED_STORE_UNAVAILABLE
+    captured = capsys.readouterr()
+    for text in (response["body"], captured.out, captured.err):
+        assert password not in text and "Traceback" not in text
+    away, _ = outage_lines(captured.err)
+    assert [(r["Level"], r["Error"]) for r in away] == [("WARNING", "ConnectionError")]
