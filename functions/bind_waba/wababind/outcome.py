@@ -12,6 +12,7 @@ Source = Literal["http", "rocketmq", "mns", "kafka", "direct"]
 Lane = Literal["interactive", "bulk"]  # which side of the shared quota a request waits on
 
 RECORD_KIND = "WabaBindOutcome"
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once, not per line
 
 
 def utcnow() -> datetime:
@@ -43,6 +44,7 @@ class Outcome:
     quota_wait_ms: float = 0.0  # waiting for quota slots, all attempts together
     lane: Lane = "bulk"
     callback_url: str | None = None
+    _json: str | None = field(default=None, init=False, repr=False, compare=False)
 
     def to_record(self) -> dict[str, Any]:
         """The record as SPEC.md names it; every field is present, null when it does not apply."""
@@ -68,4 +70,8 @@ class Outcome:
         }
 
     def to_json(self) -> str:
-        return json.dumps(self.to_record(), ensure_ascii=False, separators=(",", ":"))
+        """The record as one JSON line, made once: an outcome is final when the binder hands it
+        over, and the log sink and the webhook's answer both send this same text."""
+        if self._json is None:
+            self._json = _ENCODER.encode(self.to_record())
+        return self._json

@@ -1,21 +1,25 @@
-"""`make bench`: MQ-handler throughput against the CAMS simulator's quota, and cold start.
+"""`make bench`: the quota engine against the CAMS simulator, priority, overhead, cold start.
 
-Three parts, all on loopback:
+All on loopback; every FC instance is a fresh process, never warmed up (it imports the handler
+and runs its initializer, as FC does, then is invoked once); a batch is timed from invocation to
+return; the simulator counts calls in a strict sliding 1-s window after a random gateway delay.
 
-1. One process: for each CAMS latency x batch size, a fresh simulator with its quota on, one
-   warm-up bind (the instance is warm, as FC reuses it), then one direct-invoke batch of unique
-   WabaIds through `index.mq_handler`. Binds/s = bound binds / the handler call's wall time.
-2. N processes (spawned) share one real `redis-server` (the Redis limiter and idempotency
-   store) and one simulator; they start together and bind a batch each. Combined binds/s =
-   all bound binds / (last finish - first start); the highest count of calls the simulator
-   saw (throttled ones included) in any 1-s window.
-3. Cold start as ready to serve: importing `index` plus FC's initializer, fastest of 11 fresh
+1. One process: for each CAMS latency x batch x gateway jitter (default 200 ms, 300 binds,
+   0/20/50 ms), one cold instance binds one direct-invoke batch through `index.mq_handler`.
+2. N instances (default 4 x 60 binds, 20 ms jitter) share one real `redis-server` and one
+   simulator; combined binds/s = all bound binds / (last return - first invocation); Redis
+   commands per bind from INFO commandstats.
+3. Priority: a cold webhook instance binds alone, then while N bulk instances drain a backlog
+   (default 320 binds); its p50/p95 in both, and the bulk's use of the quota meanwhile.
+4. Overhead: webhook binds and bare keep-alive aliyunsdkcore calls alternated in one process,
+   median CPU time of each.
+5. Cold start as ready to serve: importing `index` plus FC's initializer, fastest of 11 fresh
    interpreters, as a ratio against importing the official Tea SDK client,
    `alibabacloud_cams20200606.client` (pip-installed into this venv when missing), and against
    importing the runtime dependencies alone. Then the code package's size (tools/build_package.py)
    against the Tea SDK installed the same way.
 
-The table goes to stdout and to `bench/results.md`, with the targets and PASS/FAIL for each.
+The tables go to stdout and to `bench/results.md`, with the targets and PASS/FAIL for each.
 """
 
 from __future__ import annotations

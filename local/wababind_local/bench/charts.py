@@ -120,16 +120,22 @@ def draw_quota_chart(traces: Sequence[CallTrace], qps: float, path: Path) -> Non
 
 
 def quota_traces(config: Config, matrix: Sequence[Run], shared: Run | None) -> list[CallTrace]:
-    """The one-process run the targets judge (the middle cell) and the shared-Redis run."""
+    """The one-process runs the targets judge (the middle cell, each jitter) and the
+    shared-Redis run."""
     latency, batch = config.target_cell
-    cell = next((r for r in matrix if (r.latency_ms, r.batch) == (latency, batch)), None)
-    traces = []
-    if cell is not None and cell.call_times:
-        traces.append(CallTrace(f"one process, {batch} binds at {latency:g} ms", cell.call_times))
+    cells = [r for r in matrix if (r.latency_ms, r.batch) == (latency, batch)]
+    traces = [
+        CallTrace(
+            f"one process, {batch} binds at {latency:g} ms, {cell.jitter_ms:g} ms jitter",
+            cell.call_times,
+        )
+        for cell in cells
+        if cell.call_times
+    ]
     if shared is not None and shared.call_times:
         title = (
             f"{shared.processes} processes sharing redis-server, {shared.batch} binds each "
-            f"at {shared.latency_ms:g} ms"
+            f"at {shared.latency_ms:g} ms, {shared.jitter_ms:g} ms jitter"
         )
         traces.append(CallTrace(title, shared.call_times))
     return traces

@@ -29,9 +29,13 @@ class Config:
     qps: float
     latencies_ms: tuple[float, ...]
     batches: tuple[int, ...]
+    jitters_ms: tuple[float, ...]  # the simulator's gateway jitter, one run per value
     processes: int
     process_batch: int
     process_latency_ms: float
+    process_jitter_ms: float
+    bulk_binds: int  # the priority table's backlog, split over `processes` instances
+    overhead_pairs: int
     cold_reps: int
     out: Path
     install: bool
@@ -41,6 +45,16 @@ class Config:
     def target_cell(self) -> tuple[float, int]:
         """The matrix cell the one-process targets apply to: the middle latency and batch."""
         return self.latencies_ms[len(self.latencies_ms) // 2], self.batches[len(self.batches) // 2]
+
+    @property
+    def cells(self) -> list[tuple[float, int, float]]:
+        """Every one-process run: (CAMS latency ms, batch, gateway jitter ms)."""
+        return [
+            (lat, batch, jitter)
+            for lat in self.latencies_ms
+            for batch in self.batches
+            for jitter in self.jitters_ms
+        ]
 
 
 def _floats(text: str) -> tuple[float, ...]:
@@ -52,18 +66,23 @@ def _ints(text: str) -> tuple[int, ...]:
 
 
 def parse_args(argv: Sequence[str] | None) -> Config:
-    """Defaults are the issue's matrix; --quick is a smoke run of a minute or so."""
+    """Defaults are what the issue's targets need (every instance cold, gateway jitter 0/20/50
+    ms); --quick is a smoke run of a minute or so."""
     parser = argparse.ArgumentParser(
         prog="python -m wababind_local.bench",
         description="Throughput against the CAMS simulator's quota, and cold start.",
     )
     parser.add_argument("--quick", action="store_true", help="small batches, higher quota")
     parser.add_argument("--qps", type=float, help="the quota (CAMS_QPS); default 10, quick 50")
-    parser.add_argument("--latencies-ms", type=_floats, help="default 50,200,500")
-    parser.add_argument("--batches", type=_ints, help="default 50,300,1000; quick 10,30,60")
+    parser.add_argument("--latencies-ms", type=_floats, help="default 200")
+    parser.add_argument("--batches", type=_ints, help="default 300; quick 30")
+    parser.add_argument("--jitters-ms", type=_floats, help="gateway jitter; default 0,20,50")
     parser.add_argument("--processes", type=int, default=4)
-    parser.add_argument("--process-batch", type=int, help="binds per process; default 150")
+    parser.add_argument("--process-batch", type=int, help="binds per process; default 60")
     parser.add_argument("--process-latency-ms", type=float, default=200.0)
+    parser.add_argument("--process-jitter-ms", type=float, default=20.0)
+    parser.add_argument("--bulk-binds", type=int, help="priority table backlog; default 320")
+    parser.add_argument("--overhead-pairs", type=int, help="webhook/bare pairs; default 200")
     parser.add_argument("--cold-reps", type=int, help="fresh interpreters of each; default 11")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
@@ -73,11 +92,15 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     quick = bool(args.quick)
     config = Config(
         qps=args.qps or (50.0 if quick else 10.0),
-        latencies_ms=args.latencies_ms or (50.0, 200.0, 500.0),
-        batches=args.batches or ((10, 30, 60) if quick else (50, 300, 1000)),
+        latencies_ms=args.latencies_ms or (200.0,),
+        batches=args.batches or ((30,) if quick else (300,)),
+        jitters_ms=args.jitters_ms if args.jitters_ms is not None else (0.0, 20.0, 50.0),
         processes=args.processes,
-        process_batch=args.process_batch or (25 if quick else 150),
+        process_batch=args.process_batch or (15 if quick else 60),
         process_latency_ms=args.process_latency_ms,
+        process_jitter_ms=args.process_jitter_ms,
+        bulk_binds=args.bulk_binds or (60 if quick else 320),
+        overhead_pairs=args.overhead_pairs or (40 if quick else 200),
         cold_reps=args.cold_reps or (3 if quick else 11),
         out=args.out,
         install=not args.no_install,

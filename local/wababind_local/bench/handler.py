@@ -117,6 +117,18 @@ def _load_handler() -> Callable[[bytes, Any], Any]:
     return handler
 
 
+def run_initializer(context: FCContext | None = None) -> bool:
+    """What FC does on a new instance before its first invocation: call the function's
+    initializer (`index.initialize`, when the code has one). True if there was one."""
+    _product_path()
+    initialize = getattr(importlib.import_module(HANDLER_MODULE), "initialize", None)
+    if initialize is None:
+        return False
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        initialize(context or bench_context())
+    return True
+
+
 def _reset_runtime() -> None:
     _product_path()
     from wababind.runtime import reset_runtime

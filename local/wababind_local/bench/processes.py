@@ -9,24 +9,34 @@ from collections.abc import Sequence
 from typing import Any
 
 from wababind_local.bench.config import PROCESS_READY_TIMEOUT_S
-from wababind_local.bench.handler import _load_handler, _reset_runtime, invoke, patched_env
+from wababind_local.bench.handler import (
+    _load_handler,
+    _reset_runtime,
+    invoke,
+    patched_env,
+    run_initializer,
+)
 
 
 def process_worker(
     number: int,
     env: dict[str, str | None],
-    warmup_id: str,
+    warmup_id: str | None,
     ids: list[str],
     ready: Any,
     go: Any,
     results: Any,
 ) -> None:
-    """A spawned FC instance: warm up, say ready, wait for the start, bind, report plain data."""
+    """A spawned FC instance: load the code, run its initializer if it has one (as FC does
+    before the first invocation), warm up if `warmup_id`, say ready, wait for the start, bind,
+    report plain data. Without a warm-up the first invocation is otherwise cold."""
     try:
         with patched_env(env):
             handler = _load_handler()
             _reset_runtime()
-            invoke(handler, [warmup_id])
+            run_initializer()
+            if warmup_id is not None:
+                invoke(handler, [warmup_id])
             if not ready_and_told_to_start(number, ready, go, results):
                 return
             results.put({"number": number, **invoke(handler, ids)})

@@ -24,6 +24,13 @@ class Run:
     warnings: int = 0
     # each CAMS call of the load: (arrival at the simulator, its clock in s; throttled?)
     call_times: list[tuple[float, bool]] = field(default_factory=list)
+    jitter_ms: float = 0.0  # the simulator's gateway jitter
+    redis_commands: int | None = None  # every command Redis ran for the load (INFO commandstats)
+    redis_scripts: int | None = None  # of which Lua script calls (one round trip each)
+
+    @property
+    def requests(self) -> int:
+        return sum(self.statuses.values())
 
     @property
     def bound(self) -> int:

@@ -10,8 +10,9 @@ from collections.abc import Sequence
 from wababind_local.bench.charts import write_quota_chart
 from wababind_local.bench.cold_start import ImportProbeError, measure_cold_start, measure_package
 from wababind_local.bench.config import parse_args
-from wababind_local.bench.handler import waba_ids
 from wababind_local.bench.one_process import run_one_process
+from wababind_local.bench.overhead import measure_overhead
+from wababind_local.bench.priority import run_priority
 from wababind_local.bench.redis_pause import render_redis_pause, run_redis_pause
 from wababind_local.bench.render import render
 from wababind_local.bench.results import ColdStart, Run
@@ -19,25 +20,27 @@ from wababind_local.bench.shared_redis import run_processes
 from wababind_local.bench.stats import _pct, _ratio
 from wababind_local.bench.targets import evaluate
 
+IDLE_WEBHOOK_BINDS = 15
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run everything, print the table, write the results file; 0 when the bench ran."""
     config = parse_args(argv)
     began = time.monotonic()
     prefix = f"{random.randrange(10**8, 10**9)}"
-    cells = [(lat, batch) for lat in config.latencies_ms for batch in config.batches]
+    cells = config.cells
     print(
-        f"bench: quota {config.qps:g} calls/s; {len(cells)} one-process loads, then "
-        f"{config.processes} processes on Redis, then cold start",
+        f"bench: quota {config.qps:g} calls/s, every instance cold; {len(cells)} one-process "
+        f"loads, {config.processes} instances on Redis, the priority table, the webhook's "
+        "overhead, then cold start",
         flush=True,
     )
     matrix: list[Run] = []
-    for number, (latency, batch) in enumerate(cells, 1):
-        ids = waba_ids(prefix, number, batch + 1)
-        run = run_one_process(config.qps, latency, batch, ids)
+    for number, (latency, batch, jitter) in enumerate(cells, 1):
+        run = run_one_process(config.qps, latency, batch, prefix, number, jitter)
         matrix.append(run)
         print(
-            f"[{number}/{len(cells)}] {latency:g} ms, {batch} binds: "
+            f"[{number}/{len(cells)}] {latency:g} ms, {jitter:g} ms jitter, {batch} binds: "
             f"{_ratio(run.binds_per_s / config.qps)} quota, {_pct(run.throttled_share)} "
             f"throttled, {run.wall_s:.1f} s",
             flush=True,
@@ -52,16 +55,41 @@ def main(argv: Sequence[str] | None = None) -> int:
             config.process_batch,
             prefix,
             tag=200,
+            jitter_ms=config.process_jitter_ms,
         )
         print(
             f"[shared] {config.processes} x {config.process_batch} binds: "
-            f"{_ratio(shared.binds_per_s / config.qps)} quota, max {shared.max_window} calls "
-            f"in a 1-s window, {shared.wall_s:.1f} s",
+            f"{_ratio(shared.binds_per_s / config.qps)} quota, {_pct(shared.throttled_share)} "
+            f"throttled, {shared.wall_s:.1f} s",
             flush=True,
         )
     except RuntimeError as exc:
         shared_problem = str(exc)
         print(f"[shared] not run: {shared_problem}", flush=True)
+
+    priority, priority_problem = None, None
+    try:
+        priority = run_priority(
+            config.qps,
+            config.process_latency_ms,
+            config.process_jitter_ms,
+            config.processes,
+            config.bulk_binds,
+            IDLE_WEBHOOK_BINDS,
+            prefix,
+            tag=600,
+        )
+        print(
+            f"[priority] webhook p95 {_ratio(priority.ratio)} its idle median, bulk "
+            f"{_ratio(priority.bulk_share)} of the free quota",
+            flush=True,
+        )
+    except RuntimeError as exc:
+        priority_problem = str(exc)
+        print(f"[priority] not run: {priority_problem}", flush=True)
+
+    overhead = measure_overhead(config.overhead_pairs, prefix)
+    print(f"[overhead] webhook / bare SDK call CPU: {_ratio(overhead.cpu_ratio)}", flush=True)
 
     pause, pause_problem = None, None
     try:
@@ -89,9 +117,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     package = measure_package(config.install)
     print(f"[package] code root / Tea SDK: {_ratio(package.ratio)}", flush=True)
 
-    targets = evaluate(config, matrix, shared, cold)
+    targets = evaluate(config, matrix, shared, cold, priority, overhead)
     text = render(
-        config, matrix, shared, shared_problem, cold, targets, time.monotonic() - began, package
+        config,
+        matrix,
+        shared,
+        shared_problem,
+        cold,
+        targets,
+        time.monotonic() - began,
+        package,
+        priority=priority,
+        priority_problem=priority_problem,
+        overhead=overhead,
     )
     text += "\n" + render_redis_pause(pause, pause_problem)
     config.out.parent.mkdir(parents=True, exist_ok=True)
