@@ -21,6 +21,12 @@ def test_defaults_match_the_spec():
     assert s.interactive_max_share == 0.5
     assert s.outcome_sinks == ("log",) and s.redis_url is None and s.idempotency_ttl_s == 86400
     assert s.webhook_secret is None and not s.webhook_auth_none and not s.insecure_callbacks
+    assert s.on_redis_outage == "wait"  # nothing binds on one instance's memory alone
+
+
+@pytest.mark.parametrize(("value", "mode"), [("wait", "wait"), ("LOCAL", "local"), (" ", "wait")])
+def test_on_redis_outage_choices(value, mode):
+    assert load_settings({"ON_REDIS_OUTAGE": value}).on_redis_outage == mode
 
 
 @pytest.mark.parametrize(
@@ -54,6 +60,7 @@ BAD = [
     ({"WEBHOOK_AUTH": "maybe"}, "WEBHOOK_AUTH"),
     ({"REDIS_URL": "http://redis"}, "REDIS_URL"),
     ({"IDEMPOTENCY_TTL_S": "forever"}, "IDEMPOTENCY_TTL_S"),
+    ({"ON_REDIS_OUTAGE": "fallback"}, "ON_REDIS_OUTAGE"),
 ]
 
 

@@ -35,9 +35,11 @@ def test_the_deploy_section_names_only_commands_the_tests_run():
 def test_make_package_runs_the_build_that_test_package_checks():
     """`make package` is tools/build_package.py (test_package builds through s.yaml's own
     pre-deploy command, with and without the sls sink); -n prints it without running it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
     recipe = subprocess.run(
-        ["make", "-n", "-o", ".venv/.runtime", "package"],
+        ["make", "-n", "--no-print-directory", "-o", ".venv/.runtime", "package"],
         cwd=ROOT,
+        env=env,
         capture_output=True,
         text=True,
         check=True,

@@ -210,13 +210,17 @@ class _Missed:
     """A write Redis did not take (it was away), replayed as soon as it answers.
 
     `set` writes `value`; `if_owner` runs _IF_OWNER for `owner` (value '' deletes); `delete`
-    deletes. One per Redis key: a later write of the same key replaces an earlier one.
+    deletes. One per Redis key and owner (see `slot`): a later write there replaces an earlier
+    one, while the undo of one attempt's claim never replaces another attempt's.
     """
 
     kind: Literal["set", "if_owner", "delete"]
     expires: float  # time.monotonic(): past this the write no longer matters
     value: str = ""
     owner: str = ""
+
+    def slot(self, redis_key: str) -> tuple[str, str]:
+        return redis_key, self.owner
 
     def queue(self, pipe: Any, if_owner: Any, key: str, now: float) -> None:
         ttl = _ms(self.expires - now)
@@ -264,7 +268,7 @@ class RedisStore(IdempotencyStore):
         )
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
-        self._missed: dict[str, _Missed] = {}
+        self._missed: dict[tuple[str, str], _Missed] = {}  # (Redis key, owner) → write
         self._held: dict[str, tuple[str, float]] = {}  # WabaId → (owner, expires) held in Redis
         self._out_of_sync = False
         self._syncer: threading.Thread | None = None
@@ -418,7 +422,7 @@ class RedisStore(IdempotencyStore):
 
     def _miss(self, redis_key: str, missed: _Missed) -> None:
         with self._lock:
-            self._missed[redis_key] = missed
+            self._missed[missed.slot(redis_key)] = missed
             self._out_of_sync = True
             if self._syncer is None or not self._syncer.is_alive():
                 self._syncer = threading.Thread(
@@ -458,13 +462,13 @@ class RedisStore(IdempotencyStore):
             for key, (owner, expires) in held.items():
                 claim = IdempotencyRecord(key, RecordStatus.IN_PROGRESS, owner).to_json()
                 pipe.set(self._records + key, claim, nx=True, px=_ms(expires - now))
-            for redis_key, write in missed.items():
+            for (redis_key, _), write in missed.items():
                 write.queue(pipe, self._if_owner, redis_key, now)
             pipe.execute()
             with self._lock:
-                for redis_key, write in missed.items():
-                    if self._missed.get(redis_key) is write:
-                        del self._missed[redis_key]
+                for slot, write in missed.items():
+                    if self._missed.get(slot) is write:
+                        del self._missed[slot]
                 self._out_of_sync = bool(self._missed)
         if missed or held:
             applog.log(

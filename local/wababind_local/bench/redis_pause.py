@@ -304,8 +304,9 @@ def render_redis_pause(run: RedisPauseRun | None, problem: str | None = None) ->
         f"**Bulk binds waited** for the {paused.pause_s:g}-s pause: answered "
         f"{run.extra_wait_s(50):+.1f} s (median), {run.extra_wait_s(95):+.1f} s (95th "
         f"percentile), {run.extra_wait_s(100):+.1f} s (last) against Redis left alone, and none "
-        "bound twice. Binds already holding a claim and a quota slot call CAMS during the pause "
-        "and hold their completion until Redis has it, so the quota keeps working; a value "
+        f"bound twice. {paused.calls_during_pause} binds that held a claim and a quota slot "
+        "before the pause called CAMS during it (each holds its completion until Redis has "
+        "it); the others ended SharedStoreUnavailable and their batch was redelivered. A value "
         "below zero is run-to-run noise."
         if paused.settle_s and base.settle_s
         else "No message was answered.",
