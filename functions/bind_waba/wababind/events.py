@@ -16,13 +16,15 @@ gets exactly one outcome. Only an event that fits no format raises EventFormatEr
 from __future__ import annotations
 
 import base64
+import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import ValidationError, core_schema
 
+from wababind.edge import Edge, field, optional
 from wababind.errors import EventFormatError
 
 MessageSource = Literal["rocketmq", "mns", "kafka", "direct"]
@@ -41,51 +43,102 @@ class QueueMessage:
 # ---- documented shapes (field names as the docs spell them) ----------------------------------
 
 
-class _Doc(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+# Each shape: a frozen dataclass for its fields, then its schema (unknown keys ignored).
+_ANY = core_schema.any_schema()
+_STR = core_schema.str_schema()
+_OPT_STR = optional(_STR)
+_OPT_INT = optional(core_schema.int_schema())
+_MAP = core_schema.dict_schema(_STR, _ANY)
 
 
 # RocketMQ `data`: https://www.alibabacloud.com/help/en/eventbridge/user-guide/create-a-custom-event-source-of-the-message-queue-for-apache-rocketmq-type
 # (`msgId` appears instead of systemProperties on older instances, per awesome-fc samples.)
-class RocketMQData(_Doc):
-    topic: str | None = None
-    systemProperties: dict[str, Any] = Field(default_factory=dict)
-    userProperties: dict[str, Any] = Field(default_factory=dict)
-    msgId: str | None = None
+@dataclass(frozen=True)
+class RocketMQData(Edge):
     body: Any
+    topic: str | None = None
+    systemProperties: dict[str, Any] = dataclasses.field(default_factory=dict)
+    userProperties: dict[str, Any] = dataclasses.field(default_factory=dict)
+    msgId: str | None = None
+
+
+RocketMQData.compile(
+    {
+        "topic": field(_OPT_STR, default=None),
+        "systemProperties": field(_MAP, default_factory=dict),
+        "userProperties": field(_MAP, default_factory=dict),
+        "msgId": field(_OPT_STR, default=None),
+        "body": field(_ANY),
+    }
+)
 
 
 # MNS queue `data`: https://www.alibabacloud.com/help/en/eventbridge/latest/create-a-custom-event-source-of-the-mns-type
-class MnsQueueData(_Doc):
+@dataclass(frozen=True)
+class MnsQueueData(Edge):
+    messageBody: Any
     requestId: str | None = None
     messageId: str | None = None
-    messageBody: Any
+
+
+MnsQueueData.compile(
+    {
+        "requestId": field(_OPT_STR, default=None),
+        "messageId": field(_OPT_STR, default=None),
+        "messageBody": field(_ANY),
+    }
+)
 
 
 # Kafka `data`: https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/formats-of-event-for-different-triggers-1
 # (`value` is an object with the Json value format, a string with Text, base64 with Binary.)
-class KafkaData(_Doc):
+@dataclass(frozen=True)
+class KafkaData(Edge):
+    value: Any
     topic: str | None = None
     partition: int | None = None
     offset: int | None = None
     key: Any = None
-    value: Any
+
+
+KafkaData.compile(
+    {
+        "topic": field(_OPT_STR, default=None),
+        "partition": field(_OPT_INT, default=None),
+        "offset": field(_OPT_INT, default=None),
+        "key": field(_ANY, default=None),
+        "value": field(_ANY),
+    }
+)
 
 
 # The CloudEvents envelope EventBridge wraps around each `data`; same page as above.
-class CloudEvent(_Doc):
-    id: str | None = None
+@dataclass(frozen=True)
+class CloudEvent(Edge):
     type: str
+    data: Any
+    id: str | None = None
     source: str | None = None
     specversion: str | None = None
-    data: Any
+
+
+CloudEvent.compile(
+    {
+        "id": field(_OPT_STR, default=None),
+        "type": field(_STR),
+        "source": field(_OPT_STR, default=None),
+        "specversion": field(_OPT_STR, default=None),
+        "data": field(_ANY),
+    }
+)
 
 
 # MNS topic trigger, JSON notify format (attributes ride along as extra top-level keys):
 # https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/formats-of-event-for-different-triggers-1
-class MnsTopicNotification(_Doc):
-    TopicOwner: str | None = None
+@dataclass(frozen=True)
+class MnsTopicNotification(Edge):
     Message: Any
+    TopicOwner: str | None = None
     Subscriber: str | None = None
     PublishTime: int | None = None
     SubscriptionName: str | None = None
@@ -94,10 +147,28 @@ class MnsTopicNotification(_Doc):
     MessageId: str | None = None
 
 
+MnsTopicNotification.compile(
+    {
+        "TopicOwner": field(_OPT_STR, default=None),
+        "Message": field(_ANY),
+        "Subscriber": field(_OPT_STR, default=None),
+        "PublishTime": field(_OPT_INT, default=None),
+        "SubscriptionName": field(_OPT_STR, default=None),
+        "MessageMD5": field(_OPT_STR, default=None),
+        "TopicName": field(_OPT_STR, default=None),
+        "MessageId": field(_OPT_STR, default=None),
+    }
+)
+
+
 # MNS topic trigger, STREAM format with message attributes; same page as above.
-class MnsTopicStream(_Doc):
+@dataclass(frozen=True)
+class MnsTopicStream(Edge):
     body: Any
     attrs: dict[str, Any]
+
+
+MnsTopicStream.compile({"body": field(_ANY), "attrs": field(_MAP)})
 
 
 # ---- public entry point ---------------------------------------------------------------------

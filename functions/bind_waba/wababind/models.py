@@ -1,20 +1,15 @@
-"""Pydantic models at the edges: the bind request and the FC 3.0 HTTP trigger event."""
+"""The edge formats: the bind request and the FC 3.0 HTTP trigger event (see wababind.edge)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    ValidationInfo,
-    field_validator,
-)
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, ValidationError, core_schema
+
+from wababind.edge import Edge, field
 
 WABA_ID_RE = re.compile(r"[0-9]{1,32}")
 MAX_REFERENCE = 128
@@ -40,62 +35,78 @@ class CallbackPolicy:
     allow_insecure: bool = False
 
 
-class BindRequest(BaseModel):
+@dataclass(frozen=True)
+class BindRequest(Edge):
     """The webhook body and every queue message body (SPEC.md "Bind request")."""
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    waba_id: str
+    reference: str | None = None
+    callback_url: str | None = None
 
-    waba_id: str = Field(alias="WabaId")
-    reference: str | None = Field(default=None, alias="Reference")
-    callback_url: str | None = Field(default=None, alias="CallbackUrl")
 
-    @field_validator("waba_id", mode="before")
-    @classmethod
-    def _waba_id(cls, value: Any) -> str:
-        if isinstance(value, int) and not isinstance(value, bool):
-            if value < 0:
-                raise PydanticCustomError("digits", "WabaId must not be negative")
-            value = str(value)
-        if not isinstance(value, str):
-            raise PydanticCustomError("type", "WabaId must be a string of digits or an integer")
-        if not value:
-            raise PydanticCustomError("length", "WabaId must not be empty")
-        if len(value) > 32:
-            raise PydanticCustomError("length", "WabaId must have at most 32 digits")
-        if not WABA_ID_RE.fullmatch(value):
-            raise PydanticCustomError("digits", "WabaId must be ASCII digits 0-9 only")
-        return value
+def _waba_id(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise PydanticCustomError("digits", "WabaId must not be negative")
+        value = str(value)
+    if not isinstance(value, str):
+        raise PydanticCustomError("type", "WabaId must be a string of digits or an integer")
+    if not value:
+        raise PydanticCustomError("length", "WabaId must not be empty")
+    if len(value) > 32:
+        raise PydanticCustomError("length", "WabaId must have at most 32 digits")
+    if not WABA_ID_RE.fullmatch(value):
+        raise PydanticCustomError("digits", "WabaId must be ASCII digits 0-9 only")
+    return value
 
-    @field_validator("reference", mode="before")
-    @classmethod
-    def _reference(cls, value: Any) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise PydanticCustomError("type", "Reference must be a string")
-        if len(value) > MAX_REFERENCE:
-            raise PydanticCustomError("length", "Reference must have at most 128 characters")
-        if not value.isprintable():
-            raise PydanticCustomError("printable", "Reference must hold printable characters only")
-        return value
 
-    @field_validator("callback_url", mode="before")
-    @classmethod
-    def _callback_url(cls, value: Any, info: ValidationInfo) -> str | None:
-        from wababind.ssrf import callback_url_problem
+def _reference(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PydanticCustomError("type", "Reference must be a string")
+    if len(value) > MAX_REFERENCE:
+        raise PydanticCustomError("length", "Reference must have at most 128 characters")
+    if not value.isprintable():
+        raise PydanticCustomError("printable", "Reference must hold printable characters only")
+    return value
 
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise PydanticCustomError("type", "CallbackUrl must be a string")
-        policy = info.context if isinstance(info.context, CallbackPolicy) else CallbackPolicy()
-        problem = callback_url_problem(
-            value, policy.allowed_hosts, allow_insecure=policy.allow_insecure
-        )
-        if problem is not None:
-            rule, message = problem
-            raise PydanticCustomError(rule, "CallbackUrl: {detail}", {"detail": message})
-        return value
+
+def _callback_url(value: Any, info: core_schema.ValidationInfo) -> str | None:
+    from wababind.ssrf import callback_url_problem
+
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PydanticCustomError("type", "CallbackUrl must be a string")
+    policy = info.context if isinstance(info.context, CallbackPolicy) else CallbackPolicy()
+    problem = callback_url_problem(
+        value, policy.allowed_hosts, allow_insecure=policy.allow_insecure
+    )
+    if problem is not None:
+        rule, message = problem
+        raise PydanticCustomError(rule, "CallbackUrl: {detail}", {"detail": message})
+    return value
+
+
+# Each rule is a plain "before" function over any JSON value; the request's CallbackPolicy
+# rides in as the validation context.
+_ANY = core_schema.any_schema()
+BindRequest.compile(
+    {
+        "waba_id": field(core_schema.no_info_before_validator_function(_waba_id, _ANY), "WabaId"),
+        "reference": field(
+            core_schema.no_info_before_validator_function(_reference, _ANY),
+            "Reference",
+            default=None,
+        ),
+        "callback_url": field(
+            core_schema.with_info_before_validator_function(_callback_url, _ANY),
+            "CallbackUrl",
+            default=None,
+        ),
+    }
+)
 
 
 def parse_bind_request(
@@ -123,46 +134,80 @@ def _problem(err: Any) -> FieldProblem:
 
 # FC 3.0 HTTP trigger event for built-in runtimes. Mirrors the documented request struct:
 # https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/http-trigger-invoking-function
-class HttpInfo(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+_STR = core_schema.str_schema()
+_STR_MAP = core_schema.dict_schema(_STR, _STR)
 
+
+@dataclass(frozen=True)
+class HttpInfo(Edge):
     method: str
     path: str = "/"
     protocol: str = "HTTP/1.1"
-    source_ip: str = Field(default="", alias="sourceIp")
-    user_agent: str = Field(default="", alias="userAgent")
+    source_ip: str = ""
+    user_agent: str = ""
 
 
-class RequestContext(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+HttpInfo.compile(
+    {
+        "method": field(_STR),
+        "path": field(_STR, default="/"),
+        "protocol": field(_STR, default="HTTP/1.1"),
+        "source_ip": field(_STR, "sourceIp", default=""),
+        "user_agent": field(_STR, "userAgent", default=""),
+    }
+)
 
-    account_id: str = Field(default="", alias="accountId")
-    request_id: str = Field(default="", alias="requestId")
+
+@dataclass(frozen=True)
+class RequestContext(Edge):
     http: HttpInfo
+    account_id: str = ""
+    request_id: str = ""
 
 
-class HttpTriggerEvent(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+RequestContext.compile(
+    {
+        "account_id": field(_STR, "accountId", default=""),
+        "request_id": field(_STR, "requestId", default=""),
+        "http": field(HttpInfo.schema),
+    }
+)
 
+
+@dataclass(frozen=True)
+class HttpTriggerEvent(Edge):
+    request_context: RequestContext
     version: str = "v1"
-    raw_path: str = Field(default="/", alias="rawPath")
+    raw_path: str = "/"
     body: str = ""
-    is_base64_encoded: bool = Field(default=False, alias="isBase64Encoded")
-    headers: dict[str, str] = Field(default_factory=dict)
-    query_parameters: dict[str, str] = Field(default_factory=dict, alias="queryParameters")
-    request_context: RequestContext = Field(alias="requestContext")
-
-    @field_validator("headers", mode="after")
-    @classmethod
-    def _lower_case_names(cls, value: dict[str, str]) -> dict[str, str]:
-        """Header names are case-insensitive; FC may send them in any case."""
-        return {k.lower(): v for k, v in value.items()}
-
-    @field_validator("body", mode="before")
-    @classmethod
-    def _null_body(cls, value: Any) -> Any:
-        return "" if value is None else value
+    is_base64_encoded: bool = False
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    query_parameters: dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def method(self) -> str:
         return self.request_context.http.method.upper()
+
+
+def _lower_case_names(values: dict[str, Any]) -> dict[str, Any]:
+    """Header names are case-insensitive; FC may send them in any case."""
+    values["headers"] = {k.lower(): v for k, v in values["headers"].items()}
+    return values
+
+
+HttpTriggerEvent.compile(
+    {
+        "version": field(_STR, default="v1"),
+        "raw_path": field(_STR, "rawPath", default="/"),
+        # a null body is an empty one
+        "body": field(
+            core_schema.no_info_before_validator_function(lambda v: "" if v is None else v, _STR),
+            default="",
+        ),
+        "is_base64_encoded": field(core_schema.bool_schema(), "isBase64Encoded", default=False),
+        "headers": field(_STR_MAP, default_factory=dict),
+        "query_parameters": field(_STR_MAP, "queryParameters", default_factory=dict),
+        "request_context": field(RequestContext.schema, "requestContext"),
+    },
+    adjust=_lower_case_names,
+)

@@ -8,7 +8,7 @@ import json
 import time
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic_core import ValidationError
 
 from wababind import applog
 from wababind.errors import SHARED_STORE_UNAVAILABLE, ConfigError
