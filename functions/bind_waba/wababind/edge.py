@@ -7,9 +7,11 @@ already loaded by `import pydantic`: each format here is one `core_schema` schem
 into a `SchemaValidator`, so errors are the same `pydantic_core.ValidationError` (which IS
 `pydantic.ValidationError`) with the same types, locations and messages.
 
-An `Edge` is a frozen dataclass plus the few BaseModel calls callers and tests use:
-`model_validate`, `model_validate_json`, `model_dump(by_alias=...)`, `model_dump_json` and
-`model_fields`.
+An `Edge` is a small frozen value (fields declared as class annotations, compared and hashed
+by value) plus the few BaseModel calls callers and tests use: `model_validate`,
+`model_validate_json`, `model_dump(by_alias=...)`, `model_dump_json` and `model_fields`. Not a
+`@dataclass`: each dataclass costs ~1 ms to build at import (its generated methods are
+`exec`ed), and the schema already fills every field, so one shared `__init__` does.
 """
 
 from __future__ import annotations
@@ -45,7 +47,8 @@ def optional(schema: core_schema.CoreSchema) -> core_schema.CoreSchema:
 
 
 class Edge:
-    """Base of the edge formats: subclasses are frozen dataclasses that call `compile`."""
+    """Base of the edge formats: subclasses annotate their fields (types only: defaults live in
+    the schema, which fills every field), then call `compile`."""
 
     model_fields: ClassVar[dict[str, str]]  # python name -> wire name
     schema: ClassVar[core_schema.CoreSchema]
@@ -65,6 +68,28 @@ class Edge:
             build, core_schema.typed_dict_schema(fields, extra_behavior="ignore")
         )
         cls._validator = SchemaValidator(cls.schema)
+
+    def __init__(self, **values: Any) -> None:
+        for name, value in values.items():
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, name) for name in self.model_fields)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={getattr(self, name)!r}" for name in self.model_fields)
+        return f"{type(self).__name__}({inner})"
 
     @classmethod
     def model_validate(cls, obj: object, *, context: Any = None) -> Any:

@@ -16,7 +16,6 @@ gets exactly one outcome. Only an event that fits no format raises EventFormatEr
 from __future__ import annotations
 
 import base64
-import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,13 +52,12 @@ _MAP = core_schema.dict_schema(_STR, _ANY)
 
 # RocketMQ `data`: https://www.alibabacloud.com/help/en/eventbridge/user-guide/create-a-custom-event-source-of-the-message-queue-for-apache-rocketmq-type
 # (`msgId` appears instead of systemProperties on older instances, per awesome-fc samples.)
-@dataclass(frozen=True)
 class RocketMQData(Edge):
     body: Any
-    topic: str | None = None
-    systemProperties: dict[str, Any] = dataclasses.field(default_factory=dict)
-    userProperties: dict[str, Any] = dataclasses.field(default_factory=dict)
-    msgId: str | None = None
+    topic: str | None
+    systemProperties: dict[str, Any]
+    userProperties: dict[str, Any]
+    msgId: str | None
 
 
 RocketMQData.compile(
@@ -74,11 +72,10 @@ RocketMQData.compile(
 
 
 # MNS queue `data`: https://www.alibabacloud.com/help/en/eventbridge/latest/create-a-custom-event-source-of-the-mns-type
-@dataclass(frozen=True)
 class MnsQueueData(Edge):
     messageBody: Any
-    requestId: str | None = None
-    messageId: str | None = None
+    requestId: str | None
+    messageId: str | None
 
 
 MnsQueueData.compile(
@@ -92,13 +89,12 @@ MnsQueueData.compile(
 
 # Kafka `data`: https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/formats-of-event-for-different-triggers-1
 # (`value` is an object with the Json value format, a string with Text, base64 with Binary.)
-@dataclass(frozen=True)
 class KafkaData(Edge):
     value: Any
-    topic: str | None = None
-    partition: int | None = None
-    offset: int | None = None
-    key: Any = None
+    topic: str | None
+    partition: int | None
+    offset: int | None
+    key: Any
 
 
 KafkaData.compile(
@@ -113,13 +109,12 @@ KafkaData.compile(
 
 
 # The CloudEvents envelope EventBridge wraps around each `data`; same page as above.
-@dataclass(frozen=True)
 class CloudEvent(Edge):
     type: str
     data: Any
-    id: str | None = None
-    source: str | None = None
-    specversion: str | None = None
+    id: str | None
+    source: str | None
+    specversion: str | None
 
 
 CloudEvent.compile(
@@ -135,16 +130,15 @@ CloudEvent.compile(
 
 # MNS topic trigger, JSON notify format (attributes ride along as extra top-level keys):
 # https://www.alibabacloud.com/help/en/functioncompute/fc-3-0/user-guide/formats-of-event-for-different-triggers-1
-@dataclass(frozen=True)
 class MnsTopicNotification(Edge):
     Message: Any
-    TopicOwner: str | None = None
-    Subscriber: str | None = None
-    PublishTime: int | None = None
-    SubscriptionName: str | None = None
-    MessageMD5: str | None = None
-    TopicName: str | None = None
-    MessageId: str | None = None
+    TopicOwner: str | None
+    Subscriber: str | None
+    PublishTime: int | None
+    SubscriptionName: str | None
+    MessageMD5: str | None
+    TopicName: str | None
+    MessageId: str | None
 
 
 MnsTopicNotification.compile(
@@ -162,7 +156,6 @@ MnsTopicNotification.compile(
 
 
 # MNS topic trigger, STREAM format with message attributes; same page as above.
-@dataclass(frozen=True)
 class MnsTopicStream(Edge):
     body: Any
     attrs: dict[str, Any]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -35,13 +34,12 @@ class CallbackPolicy:
     allow_insecure: bool = False
 
 
-@dataclass(frozen=True)
 class BindRequest(Edge):
     """The webhook body and every queue message body (SPEC.md "Bind request")."""
 
     waba_id: str
-    reference: str | None = None
-    callback_url: str | None = None
+    reference: str | None
+    callback_url: str | None
 
 
 def _waba_id(value: Any) -> str:
@@ -138,13 +136,12 @@ _STR = core_schema.str_schema()
 _STR_MAP = core_schema.dict_schema(_STR, _STR)
 
 
-@dataclass(frozen=True)
 class HttpInfo(Edge):
     method: str
-    path: str = "/"
-    protocol: str = "HTTP/1.1"
-    source_ip: str = ""
-    user_agent: str = ""
+    path: str
+    protocol: str
+    source_ip: str
+    user_agent: str
 
 
 HttpInfo.compile(
@@ -158,11 +155,10 @@ HttpInfo.compile(
 )
 
 
-@dataclass(frozen=True)
 class RequestContext(Edge):
     http: HttpInfo
-    account_id: str = ""
-    request_id: str = ""
+    account_id: str
+    request_id: str
 
 
 RequestContext.compile(
@@ -174,15 +170,14 @@ RequestContext.compile(
 )
 
 
-@dataclass(frozen=True)
 class HttpTriggerEvent(Edge):
     request_context: RequestContext
-    version: str = "v1"
-    raw_path: str = "/"
-    body: str = ""
-    is_base64_encoded: bool = False
-    headers: dict[str, str] = dataclasses.field(default_factory=dict)
-    query_parameters: dict[str, str] = dataclasses.field(default_factory=dict)
+    version: str
+    raw_path: str
+    body: str
+    is_base64_encoded: bool
+    headers: dict[str, str]
+    query_parameters: dict[str, str]
 
     @property
     def method(self) -> str:
