@@ -23,7 +23,16 @@ def utcnow() -> datetime:
 def iso(ts: datetime) -> str:
     if ts.tzinfo is not timezone.utc:  # utcnow's are; others are converted first
         ts = ts.astimezone(timezone.utc)
-    return ts.isoformat(timespec="milliseconds")[:-6] + "Z"  # "+00:00" -> "Z"
+    # isoformat(timespec="milliseconds") with the "+00:00" as "Z", at about half its CPU
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 - % is the fastest here
+        ts.year,
+        ts.month,
+        ts.day,
+        ts.hour,
+        ts.minute,
+        ts.second,
+        ts.microsecond // 1000,
+    )
 
 
 @dataclass
