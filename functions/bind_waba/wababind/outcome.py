@@ -12,7 +12,8 @@ Source = Literal["http", "rocketmq", "mns", "kafka", "direct"]
 Lane = Literal["interactive", "bulk"]  # which side of the shared quota a request waits on
 
 RECORD_KIND = "WabaBindOutcome"
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # built once, not per line
+# Built once, not per line; the record is flat (no containers to check for cycles).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":"))
 
 
 def utcnow() -> datetime:
@@ -20,7 +21,18 @@ def utcnow() -> datetime:
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if ts.tzinfo is not timezone.utc:  # utcnow's are; others are converted first
+        ts = ts.astimezone(timezone.utc)
+    # isoformat(timespec="milliseconds") with the "+00:00" as "Z", at about half its CPU
+    return "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ" % (  # noqa: UP031 - % is the fastest here
+        ts.year,
+        ts.month,
+        ts.day,
+        ts.hour,
+        ts.minute,
+        ts.second,
+        ts.microsecond // 1000,
+    )
 
 
 @dataclass

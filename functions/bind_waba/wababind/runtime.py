@@ -49,6 +49,9 @@ _config_error: ConfigError | None = None
 def get_runtime() -> Runtime:
     """The instance's Runtime; a bad setting raises ConfigError, logged once per instance."""
     global _runtime, _config_error
+    runtime = _runtime  # the hot path: built once, read without the lock
+    if runtime is not None:
+        return runtime
     with _lock:
         if _runtime is not None:
             return _runtime

@@ -5,7 +5,8 @@ from __future__ import annotations
 import random
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from wababind_local.bench.charts import write_quota_chart
 from wababind_local.bench.cold_start import ImportProbeError, measure_cold_start, measure_package
@@ -15,12 +16,13 @@ from wababind_local.bench.overhead import measure_overhead
 from wababind_local.bench.priority import run_priority
 from wababind_local.bench.redis_pause import render_redis_pause, run_redis_pause
 from wababind_local.bench.render import render
-from wababind_local.bench.results import ColdStart, Run
+from wababind_local.bench.results import Run
 from wababind_local.bench.shared_redis import run_processes
 from wababind_local.bench.stats import _pct, _ratio
 from wababind_local.bench.targets import evaluate
 
 IDLE_WEBHOOK_BINDS = 15
+T = TypeVar("T")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -46,9 +48,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             flush=True,
         )
 
-    shared, shared_problem = None, None
-    try:
-        shared = run_processes(
+    shared, shared_problem = _scenario(
+        "shared",
+        lambda: run_processes(
             config.qps,
             config.process_latency_ms,
             config.processes,
@@ -56,20 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             prefix,
             tag=200,
             jitter_ms=config.process_jitter_ms,
-        )
-        print(
-            f"[shared] {config.processes} x {config.process_batch} binds: "
-            f"{_ratio(shared.binds_per_s / config.qps)} quota, {_pct(shared.throttled_share)} "
-            f"throttled, {shared.wall_s:.1f} s",
-            flush=True,
-        )
-    except RuntimeError as exc:
-        shared_problem = str(exc)
-        print(f"[shared] not run: {shared_problem}", flush=True)
-
-    priority, priority_problem = None, None
-    try:
-        priority = run_priority(
+        ),
+        lambda r: (
+            f"{config.processes} x {config.process_batch} binds: "
+            f"{_ratio(r.binds_per_s / config.qps)} quota, {_pct(r.throttled_share)} "
+            f"throttled, {r.wall_s:.1f} s"
+        ),
+    )
+    priority, priority_problem = _scenario(
+        "priority",
+        lambda: run_priority(
             config.qps,
             config.process_latency_ms,
             config.process_jitter_ms,
@@ -78,42 +76,31 @@ def main(argv: Sequence[str] | None = None) -> int:
             IDLE_WEBHOOK_BINDS,
             prefix,
             tag=600,
-        )
-        print(
-            f"[priority] webhook p95 {_ratio(priority.ratio)} its idle median, bulk "
-            f"{_ratio(priority.bulk_share)} of the free quota",
-            flush=True,
-        )
-    except RuntimeError as exc:
-        priority_problem = str(exc)
-        print(f"[priority] not run: {priority_problem}", flush=True)
-
+        ),
+        lambda r: (
+            f"webhook p95 {_ratio(r.ratio)} its idle median, bulk "
+            f"{_ratio(r.bulk_share)} of the free quota"
+        ),
+    )
     overhead = measure_overhead(config.overhead_pairs, prefix)
     print(f"[overhead] webhook / bare SDK call CPU: {_ratio(overhead.cpu_ratio)}", flush=True)
-
-    pause, pause_problem = None, None
-    try:
-        pause = run_redis_pause(config, prefix, tag=400)
-        print(
-            f"[redis pause] {pause.paused.pause_s:g}-s pause: p95 answered "
-            f"{pause.extra_wait_s(95):.1f} s later, "
-            f"{len(pause.paused.bound_twice)} WabaIds bound twice",
-            flush=True,
-        )
-    except RuntimeError as exc:
-        pause_problem = str(exc)
-        print(f"[redis pause] not run: {pause_problem}", flush=True)
-
-    cold: ColdStart | None = None
-    try:
-        cold = measure_cold_start(config.cold_reps, config.install)
-        print(
-            f"[cold start] ready to serve / Tea SDK import: {_ratio(cold.tea_ratio)}, "
-            f"/ import floor: {_ratio(cold.floor_ratio)}",
-            flush=True,
-        )
-    except (ImportProbeError, subprocess.TimeoutExpired) as exc:
-        print(f"[cold start] not measured: {exc}", flush=True)
+    pause, pause_problem = _scenario(
+        "redis pause",
+        lambda: run_redis_pause(config, prefix, tag=400),
+        lambda r: (
+            f"{r.paused.pause_s:g}-s pause: p95 answered {r.extra_wait_s(95):.1f} s "
+            f"later, {len(r.paused.bound_twice)} WabaIds bound twice"
+        ),
+    )
+    cold, _ = _scenario(
+        "cold start",
+        lambda: measure_cold_start(config.cold_reps, config.install),
+        lambda r: (
+            f"ready to serve / Tea SDK import: {_ratio(r.tea_ratio)}, "
+            f"/ import floor: {_ratio(r.floor_ratio)}"
+        ),
+        (ImportProbeError, subprocess.TimeoutExpired),
+    )
     package = measure_package(config.install)
     print(f"[package] code root / Tea SDK: {_ratio(package.ratio)}", flush=True)
 
@@ -139,3 +126,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nwritten to {config.out}")
     print(write_quota_chart(config, matrix, shared))
     return 0
+
+
+def _scenario(
+    name: str,
+    run: Callable[[], T],
+    describe: Callable[[T], str],
+    errors: tuple[type[BaseException], ...] = (RuntimeError,),
+) -> tuple[T, None] | tuple[None, str]:
+    """Run one scenario and say how it went in a line; a scenario that cannot run (no
+    redis-server, a failed import probe) is reported, and the rest of the bench goes on."""
+    try:
+        result = run()
+    except errors as exc:
+        print(f"[{name}] not run: {exc}", flush=True)
+        return None, str(exc)
+    print(f"[{name}] {describe(result)}", flush=True)
+    return result, None

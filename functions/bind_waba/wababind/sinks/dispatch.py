@@ -79,6 +79,8 @@ class Dispatcher:
     def settle(deliveries: Sequence[Delivery], deadline: float) -> None:
         """Wait for the deliveries until `deadline` (FC freezes or kills us after it); whatever
         is still under way then goes to the log as undelivered, so no outcome is lost."""
+        if not deliveries:  # the log sink alone: nothing to wait for (wait() costs a lock)
+            return
         futures = [d.future for d in deliveries if d.future is not None]
         wait_for(futures, timeout=max(0.0, deadline - time.monotonic()))
         for delivery in deliveries:
