@@ -161,7 +161,7 @@ def test_bulk_alone_uses_every_slot_and_books_none_far_ahead():
     assert book.tat <= 20 + (HORIZON + 1) * interval + 0.2  # nothing booked far ahead
 
 
-def test_an_interactive_bind_behind_a_deep_bulk_backlog_waits_at_most_one_interval():
+def test_an_interactive_bind_behind_a_deep_bulk_backlog_waits_at_most_horizon_plus_one_interval():
     book = Book(10, tuning=STEADY)
     grants = simulate(book, {"bulk": 200, "interactive": 1}, until=60, interactive=0.7)
     interval = SPACING_START / 10
@@ -207,7 +207,7 @@ def _bulk_backlog(url: str, start: Any, stop: Any) -> None:
         t.join(60)
 
 
-def test_on_redis_an_interactive_bind_behind_other_instances_bulk_waits_one_interval(redis_url):
+def test_on_redis_interactive_behind_others_bulk_waits_horizon_plus_one_interval(redis_url):
     qps, processes = 20, 3
     ctx = multiprocessing.get_context("spawn")
     start, stop = ctx.Event(), ctx.Event()
