@@ -140,7 +140,9 @@ def test_targets_pass_and_fail_on_fixed_measurements():
     shared_good = _run(60, 25.0, 240, 0, 10, jitter_ms=20, processes=4)  # 0.96x
     priority_good = _priority(0.21, 0.40, 34.0, 303)  # p95 1.9x idle; 303 of 324 free slots
     overhead_good = Overhead([1.1] * 5, [1.0] * 5, [1.0] * 5, [1.0] * 5)
-    cold = bench.ColdStart(ready_s=[0.10, 0.09], tea_s=[0.25, 0.24, 0.26], floor_s=[0.085])
+    cold = bench.ColdStart(
+        ready_s={"HTTP": [0.10, 0.09], "MQ": [0.093]}, tea_s=[0.25, 0.24, 0.26], floor_s=[0.085]
+    )
     targets = bench.evaluate(config, good, shared_good, cold, priority_good, overhead_good)
     assert [t.passed for t in targets] == [True] * 11
 
@@ -152,15 +154,19 @@ def test_targets_pass_and_fail_on_fixed_measurements():
     shared_bad = _run(60, 26.0, 250, 10, 11, processes=4)  # 0.92x, 4 % throttled
     priority_bad = _priority(0.21, 0.50, 34.0, 290)  # 2.4x; 290 of 324
     overhead_bad = Overhead([1.2] * 5, [1.0] * 5, [1.0] * 5, [1.0] * 5)
-    slow_import = bench.ColdStart(ready_s=[0.12], tea_s=[0.24], floor_s=[0.10])  # 0.5x, 1.2x
+    # the HTTP function is within both cold-start targets; the MQ function (0.5x, 1.2x) is not
+    slow_import = bench.ColdStart(
+        ready_s={"HTTP": [0.10], "MQ": [0.12]}, tea_s=[0.24], floor_s=[0.10]
+    )
     targets = bench.evaluate(config, bad, shared_bad, slow_import, priority_bad, overhead_bad)
     assert [t.passed for t in targets] == [False] * 11
+    assert targets[-1].measured == "HTTP 1.000x, MQ 1.200x"
 
 
 def test_targets_without_their_measurement_are_not_measured_not_failed():
     config = _config()
     other_cell = _run(50, 5.5, 50, 0, 10, latency_ms=50.0)
-    no_tea = bench.ColdStart(ready_s=[0.1], tea_problem="not installed")
+    no_tea = bench.ColdStart(ready_s={"HTTP": [0.1], "MQ": [0.1]}, tea_problem="not installed")
     targets = bench.evaluate(config, [other_cell], None, no_tea)
     assert [t.passed for t in targets] == [None] * 11
     text = bench.render(config, [other_cell], None, "redis-server missing", no_tea, targets, 1.0)
@@ -231,9 +237,12 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
     assert webhook["calls"] == bare["calls"] == "5"
     assert float(webhook["median CPU (ms)"]) > 0 and float(bare["median CPU (ms)"]) > 0
 
-    ready, floor, tea = tables["Cold start: ready to serve"][:3]
-    assert ready["fresh interpreter"].startswith("`index` + `index.initialize`")
-    assert float(ready["fastest (ms)"]) > 0 and float(floor["fastest (ms)"]) > 0
+    http, mq, floor, tea = tables["Cold start: ready to serve"][:4]
+    for ready, function in [(http, "HTTP"), (mq, "MQ")]:
+        assert ready["fresh interpreter"].startswith("`index` + `index.initialize`")
+        assert f"{function} function" in ready["fresh interpreter"]
+        assert float(ready["fastest (ms)"]) > 0
+    assert float(floor["fastest (ms)"]) > 0
     assert "aliyunsdkcore.client" in floor["fresh interpreter"]
     assert "Tea SDK" in tea["fresh interpreter"]
     assert "Not measured: not built (--no-install" in text  # the package needs PyPI

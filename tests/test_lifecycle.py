@@ -17,7 +17,7 @@ from pathlib import Path
 import redis
 
 from tests.fixtures.fc import free_port, local_env
-from tests.fixtures.handlers import http_event
+from tests.fixtures.handlers import WEBHOOK_SECRET, http_event, signed_event
 from wababind.credentials import Credentials
 from wababind.lifecycle import REDIS_UNREACHABLE, initialize, pre_stop
 from wababind.outcome import Outcome
@@ -182,6 +182,86 @@ def test_the_first_invocation_imports_no_sdk_the_initializer_did(cams_sim):
     assert report["threads"] == ["fc-init-bind-waba-mq"]
     assert report["summary"]["Bound"] == 1
     assert cams_sim.count() == 1
+
+
+# A fresh interpreter: FC's initializer for one function, then that function's first request;
+# prints the modules the request imported. The context is a SimpleNamespace, so nothing but
+# index and what it imports is loaded before the count.
+FIRST_REQUEST_IMPORTS = """\
+import json, sys
+from types import SimpleNamespace
+
+import index
+
+handler, event = sys.argv[1], sys.argv[2].encode()
+context = SimpleNamespace(
+    request_id="first", credentials=None,
+    function=SimpleNamespace(name="fn", handler=handler, memory=512, timeout=30),
+)
+index.initialize(context)
+ready = set(sys.modules)
+reply = getattr(index, handler.rpartition(".")[2])(event, context)
+print(json.dumps({"new": sorted(set(sys.modules) - ready), "reply": reply}))
+"""
+
+
+def first_request_imports(cams_sim, handler: str, event: bytes) -> tuple[list[str], object]:
+    from wababind_local.cams_simulator import DEFAULT_KEY
+
+    env = local_env(
+        CAMS_ENDPOINT=cams_sim.endpoint,
+        ALIBABA_CLOUD_ACCESS_KEY_ID=DEFAULT_KEY.access_key_id,
+        ALIBABA_CLOUD_ACCESS_KEY_SECRET=DEFAULT_KEY.access_key_secret,
+        OUTCOME_SINKS="log",
+        WEBHOOK_SECRET=WEBHOOK_SECRET,
+        CALLBACK_ALLOWED_HOSTS="hooks.example.com",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", FIRST_REQUEST_IMPORTS, handler, event.decode()],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    report = json.loads(done.stdout.splitlines()[-1])
+    return report["new"], report["reply"]
+
+
+def test_after_the_http_initializer_the_first_webhook_request_imports_nothing(cams_sim):
+    body = {"WabaId": "1234567", "CallbackUrl": "https://hooks.example.com/bound"}
+    new, reply = first_request_imports(cams_sim, "index.http_handler", signed_event(body))
+    assert json.loads(reply["body"])["Status"] == "bound"  # signature checked, CAMS called
+    assert new == []
+    assert cams_sim.count() == 1
+
+
+def test_after_the_mq_initializer_the_first_batch_imports_nothing(cams_sim):
+    batch = json.dumps([{"WabaId": "1234567"}, {"WabaId": "7654321", "Reference": "r"}])
+    new, reply = first_request_imports(cams_sim, "index.mq_handler", batch.encode())
+    assert json.loads(reply)["Bound"] == 2
+    assert new == []
+    assert cams_sim.count() == 2
+
+
+def test_each_function_imports_only_its_own_handler(cams_sim):
+    """The MQ function never loads the webhook's modules, nor the HTTP function the batch's."""
+    for handler, own, other in [
+        ("index.mq_handler", "wababind.batch", "wababind.webhook"),
+        ("index.http_handler", "wababind.webhook", "wababind.batch"),
+    ]:
+        code = (
+            "import sys; from types import SimpleNamespace; import index; "
+            f"index.initialize(SimpleNamespace(function=SimpleNamespace(handler={handler!r}))); "
+            f"print({own!r} in sys.modules, {other!r} in sys.modules, "
+            "'standardwebhooks' in sys.modules)"
+        )
+        env = local_env(CAMS_ENDPOINT=cams_sim.endpoint, WEBHOOK_SECRET=WEBHOOK_SECRET)
+        done = subprocess.run(
+            [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+        )
+        http = handler == "index.http_handler"
+        assert done.stdout.split() == ["True", "False", str(http)], handler
 
 
 def app_log(text: str) -> list[dict]:

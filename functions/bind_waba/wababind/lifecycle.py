@@ -5,13 +5,16 @@ FC calls `initialize(context)` once per instance, before its first invocation, a
 `instanceLifecycleConfig` (FC docs, "Lifecycle hooks for function instances", Python:
 https://www.alibabacloud.com/help/en/functioncompute/fc/lifecycle-hooks-for-function-instances-1).
 
-    instance start ── initialize: settings, SDK import, CAMS client, Redis connection
+    instance start ── initialize: the handler's modules, settings, SDK import, CAMS client,
+                      Redis connection
     invocations ───── handlers find all of it built
     instance stop ─── pre_stop: sink deliveries under way finish, Redis connection closes
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 from typing import Any
 
 from wababind import applog
@@ -24,13 +27,29 @@ REDIS_UNREACHABLE = (
     "REDIS_URL is set but Redis is unreachable at start: the function must run in the VPC of "
     "the Redis instance (deploy with s.vpc.yaml); until it answers, binds follow ON_REDIS_OUTAGE"
 )
+# The module each entry point of index.py imports on its first call, by handler name. The webhook
+# module brings the edge models and standardwebhooks; the batch module the queue formats and
+# concurrent.futures. Each function imports only its own.
+HANDLER_MODULES = {"http_handler": "wababind.webhook", "mq_handler": "wababind.batch"}
+
+
+def handler_modules(context: Any) -> tuple[str, ...]:
+    """The modules of the handler this instance serves (`context.function.handler`, e.g.
+    `index.mq_handler`, or FC's FC_FUNCTION_HANDLER); every handler's when it is not known."""
+    function = getattr(context, "function", None)
+    handler = str(getattr(function, "handler", "") or os.environ.get("FC_FUNCTION_HANDLER", ""))
+    known = HANDLER_MODULES.get(handler.rpartition(".")[2])
+    return (known,) if known else tuple(HANDLER_MODULES.values())
 
 
 def initialize(context: Any) -> None:
-    """Build the instance's Runtime and warm what the first request would otherwise pay for.
+    """Import the instance's handler, build its Runtime and warm what the first request would
+    otherwise pay for.
 
     Never raises: a failing initializer makes FC fail the invocation and start another
     instance, over and over. A bad setting is logged once here and answered by every handler."""
+    for name in handler_modules(context):
+        importlib.import_module(name)
     try:
         runtime = get_runtime()
     except ConfigError:

@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 from pydantic_core import ValidationError
+from standardwebhooks import Webhook, WebhookVerificationError
 
 from wababind import applog
 from wababind.errors import SHARED_STORE_UNAVAILABLE, ConfigError
@@ -200,8 +201,6 @@ def _authenticate(runtime: Runtime, raw: str, headers: dict[str, str]) -> str | 
     for name in SIGNATURE_HEADERS:
         if not headers.get(name):
             raise _unauthorized(name, "missing", f"the {name} header is required")
-    from standardwebhooks import Webhook, WebhookVerificationError
-
     # One well-formed `version,signature` entry is enough; a malformed one is no match.
     entries = [e for e in headers["webhook-signature"].split(" ") if e.count(",") == 1]
     if not entries:

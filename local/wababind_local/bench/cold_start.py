@@ -1,9 +1,10 @@
 """Scenario 3: cold start as *ready to serve*, in fresh interpreters.
 
-Ready to serve = importing the handler module plus FC's initializer (`index.initialize`:
-settings, SDK import, CAMS client, Redis connection), everything the first request no longer
-pays. It is compared, in the same run, with importing the official Tea SDK client and with the
-import floor: the runtime dependencies alone (`aliyunsdkcore.client`, `pydantic`,
+Ready to serve = importing the handler module plus FC's initializer (`index.initialize`: the
+function's own handler modules, settings, SDK import, CAMS client, Redis connection), everything
+the first request no longer pays; measured for each function, since each imports only what its
+own handler needs. Each is compared, in the same run, with importing the official Tea SDK client
+and with the import floor: the runtime dependencies alone (`aliyunsdkcore.client`, `pydantic`,
 `standardwebhooks`; `redis` when REDIS_URL is set). Each is the fastest of `reps` fresh
 interpreters (bytecode cached, runs interleaved): the least noisy estimate of its cost.
 """
@@ -28,7 +29,12 @@ from wababind_local.bench.config import (
 from wababind_local.bench.results import ColdStart, PackageSize
 from wababind_local.bench.stats import import_breakdown
 
-READY_MODULE = "_wababind_ready"
+# The two functions of s.yaml: (function name, handler), by the name the bench reports.
+FUNCTIONS = {
+    "HTTP": ("bind-waba-http", "index.http_handler"),
+    "MQ": ("bind-waba-mq", "index.mq_handler"),
+}
+READY_MODULES = {function: f"_wababind_ready_{function.lower()}" for function in FUNCTIONS}
 FLOOR_MODULE = "_wababind_floor"
 # What FC's initializer gets: a context with the role's STS key (a made-up one; nothing is called).
 _READY_SOURCE = """\
@@ -41,8 +47,7 @@ index.initialize(SimpleNamespace(
     credentials=SimpleNamespace(
         access_key_id="STS.bench", access_key_secret="bench", security_token="bench"
     ),
-    function=SimpleNamespace(name="bind-waba-mq", handler="index.mq_handler", memory=512,
-                             timeout=600),
+    function=SimpleNamespace(name={name!r}, handler={handler!r}, memory=512, timeout=600),
 ))
 """
 FLOOR_IMPORTS = ("aliyunsdkcore.client", "pydantic", "standardwebhooks")
@@ -78,11 +83,14 @@ def _probe_env() -> dict[str, str]:
 
 @contextmanager
 def probe_modules(redis: bool) -> Iterator[None]:
-    """Two throwaway modules whose import is what is timed: ready to serve, and the floor."""
+    """Throwaway modules whose import is what is timed: ready to serve (one per function), and
+    the floor."""
     global _probe_dir
     with tempfile.TemporaryDirectory(prefix="wababind-bench-") as folder:
         floor = [*FLOOR_IMPORTS, *(["redis"] if redis else [])]
-        (Path(folder) / f"{READY_MODULE}.py").write_text(_READY_SOURCE)
+        for function, (name, handler) in FUNCTIONS.items():
+            source = _READY_SOURCE.format(name=name, handler=handler)
+            (Path(folder) / f"{READY_MODULES[function]}.py").write_text(source)
         (Path(folder) / f"{FLOOR_MODULE}.py").write_text(
             "".join(f"import {name}\n" for name in floor)
         )
@@ -151,8 +159,8 @@ def measure_cold_start(reps: int, install: bool) -> ColdStart:
     """Warm the bytecode caches once, then `reps` fresh interpreters of each, interleaved."""
     result = ColdStart(redis=bool(os.environ.get("REDIS_URL")))
     with probe_modules(result.redis):
-        time_import(READY_MODULE)
-        time_import(FLOOR_MODULE)
+        for module in (*READY_MODULES.values(), FLOOR_MODULE):
+            time_import(module)
         try:
             time_import(TEA_MODULE)
         except ImportProbeError as exc:
@@ -165,14 +173,16 @@ def measure_cold_start(reps: int, install: bool) -> ColdStart:
                         time_import(TEA_MODULE)
                     except ImportProbeError as again:
                         result.tea_problem = str(again)
-        probes = [(READY_MODULE, result.ready_s), (FLOOR_MODULE, result.floor_s)]
+        probes = [(module, result.ready_s.setdefault(f, [])) for f, module in READY_MODULES.items()]
+        probes.append((FLOOR_MODULE, result.floor_s))
         if not result.tea_problem:
             probes.append((TEA_MODULE, result.tea_s))
         for rep in range(reps):
             for module, times in probes if rep % 2 == 0 else probes[::-1]:
                 times.append(time_import(module)[0])
-        _, importtime = time_import(READY_MODULE, ["-X", "importtime"])
-    result.breakdown = import_breakdown(importtime, READY_MODULE, own=(READY_MODULE, *OWN))
+        for function, module in READY_MODULES.items():
+            _, importtime = time_import(module, ["-X", "importtime"])
+            result.breakdown[function] = import_breakdown(importtime, module, own=(module, *OWN))
     return result
 
 

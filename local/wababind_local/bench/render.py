@@ -176,28 +176,35 @@ def render(
     if cold is not None:
         floor = ", ".join(f"`{m}`" for m in (*FLOOR_IMPORTS, *(["redis"] if cold.redis else [])))
         rows = [
-            _import_row("`index` + `index.initialize` (ready to serve)", cold.ready_s),
+            _import_row(
+                f"`index` + `index.initialize`, {function} function (ready to serve)", times
+            )
+            for function, times in cold.ready_s.items()
+        ]
+        rows += [
             _import_row(f"import floor: {floor}", cold.floor_s),
             _import_row(f"`{TEA_MODULE}` (Tea SDK, {TEA_REQUIREMENT})", cold.tea_s),
         ]
         lines += _table(("fresh interpreter", "fastest (ms)", "median", "max", "runs"), rows)
+        lines += [""]
         lines += [
-            "",
-            f"Ready to serve / Tea SDK import: **{_ratio(cold.tea_ratio)}**; "
-            f"/ import floor: **{_ratio(cold.floor_ratio)}** (fastest of each).",
+            f"{function} function, ready to serve / Tea SDK import: "
+            f"**{_ratio(cold.tea_ratio_of(function))}**; / import floor: "
+            f"**{_ratio(cold.floor_ratio_of(function))}** (fastest of each)."
+            for function in cold.ready_s
         ]
         if cold.tea_problem:
             lines += ["", f"Tea SDK not measured: {cold.tea_problem}."]
-        if cold.breakdown:
+        for function, breakdown in cold.breakdown.items():
             lines += [
                 "",
-                "Where ready to serve spends its time (one `python -X importtime` run, which "
-                "inflates times a little):",
+                f"Where the {function} function's ready to serve spends its time (one "
+                "`python -X importtime` run, which inflates times a little):",
                 "",
             ]
             lines += _table(
                 ("package", "ms", "first imported by"),
-                [(p, f"{ms:.1f}", f"`{by}`" if by else "") for p, ms, by in cold.breakdown[:10]],
+                [(p, f"{ms:.1f}", f"`{by}`" if by else "") for p, ms, by in breakdown[:10]],
             )
     else:
         lines += ["Not run."]
@@ -234,7 +241,8 @@ def render(
         "and throttled calls included), over half-open windows [t, t + 1 s).",
         "- cold start = `time.perf_counter()` around importing a module in fresh interpreters "
         "(bytecode cached; runs interleaved); ready to serve imports `index` and runs its "
-        "initializer; the fastest run of each is compared.",
+        "initializer with each function's context (its handler's modules only); the fastest "
+        "run of each is compared.",
     ]
     notes = [
         f"{r.processes} process(es), batch {r.batch}, {r.latency_ms:g} ms: the handler raised "

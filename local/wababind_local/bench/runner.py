@@ -95,9 +95,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     cold, _ = _scenario(
         "cold start",
         lambda: measure_cold_start(config.cold_reps, config.install),
-        lambda r: (
-            f"ready to serve / Tea SDK import: {_ratio(r.tea_ratio)}, "
-            f"/ import floor: {_ratio(r.floor_ratio)}"
+        lambda r: "; ".join(
+            f"{f} ready to serve / Tea SDK import: {_ratio(r.tea_ratio_of(f))}, "
+            f"/ import floor: {_ratio(r.floor_ratio_of(f))}"
+            for f in r.ready_s
         ),
         (ImportProbeError, subprocess.TimeoutExpired),
     )

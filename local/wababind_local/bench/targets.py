@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from wababind_local.bench.config import Config
@@ -114,20 +114,31 @@ def evaluate(
             (cpu or 0) <= TARGET_OVERHEAD,
         )
     )
-    tea = cold.tea_ratio if cold else math.nan
-    floor = cold.floor_ratio if cold else math.nan
     targets += [
-        Target(
-            f"cold start, ready to serve (import + initializer) ≤ {TARGET_READY_TEA_RATIO}x"
-            " the Tea SDK client import",
-            _ratio(tea) if not math.isnan(tea) else "not measured",
-            None if math.isnan(tea) else tea <= TARGET_READY_TEA_RATIO,
+        _cold_target(
+            f"cold start, ready to serve (import + initializer), each function ≤ "
+            f"{TARGET_READY_TEA_RATIO}x the Tea SDK client import",
+            cold,
+            ColdStart.tea_ratio_of,
+            TARGET_READY_TEA_RATIO,
         ),
-        Target(
-            f"cold start, ready to serve ≤ {TARGET_READY_FLOOR_RATIO}x the runtime dependencies'"
-            " import floor",
-            _ratio(floor) if not math.isnan(floor) else "not measured",
-            None if math.isnan(floor) else floor <= TARGET_READY_FLOOR_RATIO,
+        _cold_target(
+            f"cold start, ready to serve, each function ≤ {TARGET_READY_FLOOR_RATIO}x the runtime"
+            " dependencies' import floor",
+            cold,
+            ColdStart.floor_ratio_of,
+            TARGET_READY_FLOOR_RATIO,
         ),
     ]
     return targets
+
+
+def _cold_target(
+    name: str, cold: ColdStart | None, ratio_of: Callable[[ColdStart, str], float], limit: float
+) -> Target:
+    """Met when every function's ready to serve is within `limit`; shows each function's."""
+    ratios = {f: ratio_of(cold, f) for f in cold.ready_s} if cold else {}
+    if not ratios or any(math.isnan(r) for r in ratios.values()):
+        return Target(name, "not measured", None)
+    shown = ", ".join(f"{f} {_ratio(r)}" for f, r in ratios.items())
+    return Target(name, shown, max(ratios.values()) <= limit)

@@ -1,6 +1,7 @@
 """The SLS sink: one PutLogs call per outcome, with the function's own credentials.
 
-`aliyun.log` is heavy (requests, protobuf), so it is imported on first send, never at import.
+`aliyun.log` is heavy (requests, protobuf), so it is imported when the sink is built (by FC's
+initializer, only when the `sls` sink is configured), never at module import.
 The SDK's own retry loop (10 tries, 1 s apart) would break the sink's time bound, so each SDK call
 makes one attempt and this module retries a bounded number of times.
 """
@@ -111,6 +112,7 @@ class SlsSink:
         self._sleep = sleep
         self._clients: OrderedDict[tuple[str, str, str], Any] = OrderedDict()
         self._lock = threading.Lock()
+        _single_attempt_client_class()  # the SDK import, here rather than in the first send
 
     def send(
         self, outcome: Outcome, credentials: Credentials | None, deadline: float | None = None
