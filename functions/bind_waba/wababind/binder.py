@@ -39,7 +39,7 @@ STORE_CALL_S = 2.0
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class Invocation:
     """One handler call: its id, its lane, the function's key, and when the binds must be done."""
 
@@ -53,7 +53,7 @@ class Invocation:
         return self.deadline - time.monotonic()
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class Settled:
     """What the CAMS step ended with: the last result, how many calls it took, and how long
     it waited for quota slots."""

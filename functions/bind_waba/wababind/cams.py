@@ -52,8 +52,10 @@ def _quiet_sdk_logging() -> None:
     logging.getLogger("aliyunsdkcore.http.http_response").handlers.clear()
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class Bound:
+    """CAMS bound the WABA: its CustSpaceId and the call's RequestId."""
+
     cust_space_id: str | None
     request_id: str | None
 

@@ -14,15 +14,19 @@ from wababind.fallback import ON_OUTAGE_CHOICES, OnOutage
 SINK_NAMES = ("log", "callback", "sls")
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class CamsEndpoint:
+    """Where CAMS answers (CAMS_ENDPOINT, checked)."""
+
     host: str
     scheme: str  # "https", or "http" for a loopback simulator
     port: int
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)  # no repr: it holds the secrets
 class Settings:
+    """Every setting of the function, read from the environment and checked once."""
+
     cams_endpoint: CamsEndpoint
     cams_region: str
     cams_qps: float

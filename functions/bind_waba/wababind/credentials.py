@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # its own __repr__, without the secrets
 class Credentials:
+    """An AccessKey (an STS one carries a token)."""
+
     access_key_id: str
     access_key_secret: str = ""
     security_token: str = ""

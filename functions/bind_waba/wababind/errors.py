@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass
 class BindError:
     """Why a bind did not succeed; `code` is CAMS's own code or one of ours below."""
 

@@ -29,7 +29,7 @@ from wababind.errors import EventFormatError
 MessageSource = Literal["rocketmq", "mns", "kafka", "direct"]
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class QueueMessage:
     """One message of an invocation: `body` is its decoded JSON value, or `error` says why not."""
 

@@ -39,8 +39,10 @@ class RecordStatus(str, Enum):
     FAILED = "FAILED"
 
 
-@dataclass(frozen=True)
+@dataclass
 class IdempotencyRecord:
+    """What the store holds for one WabaId: its state, its owner and how it ended."""
+
     key: str
     status: RecordStatus
     owner: str | None = None
@@ -205,7 +207,7 @@ SYNC_EVERY_S = 1.0  # how often the background sync asks Redis for the writes it
 SYNC_GIVE_UP_S = 600.0  # the background sync stops then; the next store call starts it again
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class _Missed:
     """A write Redis did not take (it was away), replayed as soon as it answers.
 

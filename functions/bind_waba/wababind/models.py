@@ -14,7 +14,7 @@ WABA_ID_RE = re.compile(r"[0-9]{1,32}")
 MAX_REFERENCE = 128
 
 
-@dataclass(frozen=True)
+@dataclass
 class FieldProblem:
     """One broken rule, as a 422 body lists it."""
 
@@ -26,7 +26,7 @@ class FieldProblem:
         return {"Field": self.field, "Rule": self.rule, "Message": self.message}
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class CallbackPolicy:
     """What a request's CallbackUrl may be; passed as validation context."""
 

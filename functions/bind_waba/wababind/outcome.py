@@ -35,7 +35,7 @@ def iso(ts: datetime) -> str:
     )
 
 
-@dataclass
+@dataclass(repr=False, eq=False)  # one outcome per request: identity, not value
 class Outcome:
     """What happened to one bind request. `callback_url` routes it; it is not part of the record."""
 

@@ -55,7 +55,7 @@ DEFAULT_SHARE = 0.5  # INTERACTIVE_MAX_SHARE: interactive's share of the slots w
 DEFAULT_KEY = "wababind:quota:cams"
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class Tuning:
     """The learning's clock constants (tests shorten them)."""
 
@@ -63,7 +63,7 @@ class Tuning:
     recovery_step_s: float = RECOVERY_STEP_S
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class Decision:
     """One answer of the quota, on its own clock (s): a booked slot starting at `at`, or a ticket
     for the slot expected at `at` (come back at `at - horizon`)."""
@@ -80,7 +80,7 @@ class Decision:
         return max(0.0, come_back - self.now)
 
 
-@dataclass(frozen=True)
+@dataclass(repr=False, eq=False)
 class Slot:
     """A granted call slot: its start on the granting limiter's clock, and the interval then."""
 
@@ -88,7 +88,7 @@ class Slot:
     interval: float
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Book:
     """The quota's state and its two operations, on a clock of seconds. The Lua script below is
     this class line for line; the in-process limiter uses it directly."""

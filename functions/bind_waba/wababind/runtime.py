@@ -30,8 +30,10 @@ def batch_workers(qps: float) -> int:
     return max(4, min(MAX_BATCH_WORKERS, math.ceil(qps * 1.5)))
 
 
-@dataclass
+@dataclass(repr=False, eq=False)
 class Runtime:
+    """One instance's state, built once: settings, the binder, the sinks and Redis."""
+
     settings: Settings
     binder: Binder
     dispatcher: Dispatcher

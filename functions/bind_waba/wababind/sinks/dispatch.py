@@ -5,17 +5,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from wababind.credentials import Credentials
 from wababind.outcome import Outcome
 from wababind.sinks.base import TOO_LATE, Sink, SinkError
 from wababind.sinks.log import log_undelivered
 
+if TYPE_CHECKING:
+    from concurrent.futures import Future, ThreadPoolExecutor
 
-@dataclass
+
+@dataclass(repr=False, eq=False)
 class Delivery:
     """One outcome on its way to one network sink; settled once, by the sink or by the clock."""
 
@@ -38,7 +40,13 @@ class Dispatcher:
     def __init__(self, sinks: Sequence[Sink], workers: int = 16):
         self._inline = [s for s in sinks if s.name == "log"]
         self._remote = [s for s in sinks if s.name != "log"]
-        self._pool = ThreadPoolExecutor(workers, "sink") if self._remote else None
+        self._pool: ThreadPoolExecutor | None = None
+        if self._remote:
+            # Only network sinks need the pool: with the log sink alone (the usual webhook
+            # setup) the HTTP function never loads concurrent.futures (cold start).
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(workers, "sink")
         self._pending: set[Future[None]] = set()  # sends under way, across invocations
         self._pending_lock = threading.Lock()
 
@@ -70,9 +78,12 @@ class Dispatcher:
         pool. Returns how many were still under way at the end."""
         with self._pending_lock:
             pending = list(self._pending)
-        wait_for(pending, timeout=max(0.0, timeout_s))
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is None:  # no network sink: nothing was ever under way
+            return 0
+        from concurrent.futures import wait
+
+        wait(pending, timeout=max(0.0, timeout_s))
+        self._pool.shutdown(wait=False, cancel_futures=True)
         return sum(1 for future in pending if not future.done())
 
     @staticmethod
@@ -81,8 +92,10 @@ class Dispatcher:
         is still under way then goes to the log as undelivered, so no outcome is lost."""
         if not deliveries:  # the log sink alone: nothing to wait for (wait() costs a lock)
             return
+        from concurrent.futures import wait  # loaded with the pool that made the deliveries
+
         futures = [d.future for d in deliveries if d.future is not None]
-        wait_for(futures, timeout=max(0.0, deadline - time.monotonic()))
+        wait(futures, timeout=max(0.0, deadline - time.monotonic()))
         for delivery in deliveries:
             if delivery.future is not None and not delivery.future.done() and delivery.settle():
                 log_undelivered(delivery.outcome, delivery.sink, TOO_LATE)
