@@ -6,9 +6,10 @@ ticket, "come back when slot t starts", the tickets one interval apart. So the b
 never reaches past now + one interval, and an interactive bind, which books tat at once, waits
 at most one interval, whatever the bulk backlog on every instance:
 
-    now ──┬────────┬────────┬────────┬────────┬──────► time
-      bulk│ inter  │ bulk   │ bulk   │ bulk   │
-    (left)▲ tat    ▲ ticket ▲ ticket ▲ ticket          (tickets: promises, not bookings)
+       now
+    ────┬─▲──────┬────────┬────────┬────────┬──────► time
+     bulk, left  │ inter  │ bulk   │ bulk   │ bulk
+                 ▲ tat    ▲ ticket ▲ ticket ▲ ticket    (tickets: promises, not bookings)
     an interactive bind arriving now books `tat`; the first ticket holder comes back, finds
     its slot taken, and queues again at the tail (one more round trip, no slot lost); a holder
     that finds the next slot starting before the following ticket's keeps its place and comes
