@@ -1,25 +1,30 @@
 """The account's CAMS quota, in two lanes, in-process or shared on Redis.
 
 One timeline of call slots, each `interval` = spacing / qps long; `tat` is the start of the next
-free slot. Nobody books far ahead: bulk books a slot only when it starts within `horizon` (half an
-interval); otherwise it gets a ticket, "come back at t - horizon", the tickets one interval apart.
-An interactive bind books the slot at tat at once, so it waits at most horizon + one interval,
-whatever the bulk backlog on every instance:
+free slot. Bulk never books ahead: it books a slot only once it has started; otherwise it gets a
+ticket, "come back when slot t starts", the tickets one interval apart. So the booked future
+never reaches past now + one interval, and an interactive bind, which books tat at once, waits
+at most one interval, whatever the bulk backlog on every instance:
 
-    now ──┬────────┬────────┬────────┬────────┬──────► time
-          │ bulk   │ inter  │ bulk   │ bulk   │
-          ▲ booked ▲ tat    ▲ ticket ▲ ticket         (tickets: promises, not bookings)
+       now
+    ────┬─▲──────┬────────┬────────┬────────┬──────► time
+     bulk, left  │ inter  │ bulk   │ bulk   │ bulk
+                 ▲ tat    ▲ ticket ▲ ticket ▲ ticket    (tickets: promises, not bookings)
     an interactive bind arriving now books `tat`; the first ticket holder comes back, finds
-    its slot taken (tat is one interval later than its ticket), and queues again at the tail:
-    one more round trip, no slot lost, and every slot interactive leaves free goes to bulk.
+    its slot taken, and queues again at the tail (one more round trip, no slot lost); a holder
+    that finds the next slot starting before the following ticket's keeps its place and comes
+    back when that slot starts. Every slot interactive leaves free goes to bulk.
 
 While bulk waits (its tickets reach into the future), each booked slot earns interactive `share`
 credit and an interactive slot costs one (at most CREDIT_CAP saved): without credit, an
 interactive bind takes a ticket too. So bulk keeps at least 1 - share of the slots even under an
 interactive flood, and interactive gets every slot it needs below that share.
 
-A caller sleeps until its slot and leaves then. Waking later than LATE_TOLERANCE of an interval,
-it leaves that slot empty and books again (a late call would bunch with the next one at CAMS).
+A caller sleeps until its slot and leaves then. A call may leave up to LATE_TOLERANCE of an
+interval after its slot starts (a ticket holder's decision round trip, a late wake-up): a slot
+that began that recently is still bookable, and the next one stays one interval after it, so
+small delays shift no slot. Waking later than that, a caller leaves its slot empty and books
+again (a late call would bunch with the next one at CAMS).
 
 The spacing is learned: each System.LimitControl answer widens it x BACKOFF (once per
 BACKOFF_EVERY_S: the throttles of one burst are one signal); after `quiet_s` without one it
@@ -30,6 +35,7 @@ Redis's clock (TIME), so every instance shares the lanes, the tickets and the le
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -47,8 +53,7 @@ BACKOFF = 1.02  # a throttle widens the spacing this much
 BACKOFF_EVERY_S = 1.0  # ... at most once per quota window
 RECOVERY = 0.99  # after a quiet period, the spacing narrows this much per step
 QUIET_S, RECOVERY_STEP_S = 30.0, 10.0
-HORIZON = 0.5  # bulk books no slot starting later than this many intervals from now
-LATE_TOLERANCE = 0.1  # a caller waking later than this many intervals after its slot rebooks
+LATE_TOLERANCE = 0.1  # a call leaves at most this many intervals after its slot starts
 EPSILON = 1e-6  # s: float noise, not time
 CREDIT_CAP = 2.0  # interactive slots saved up while bulk waits (a burst of two goes at once)
 DEFAULT_SHARE = 0.5  # INTERACTIVE_MAX_SHARE: interactive's share of the slots while bulk waits
@@ -66,7 +71,7 @@ class Tuning:
 @dataclass(repr=False, eq=False)
 class Decision:
     """One answer of the quota, on its own clock (s): a booked slot starting at `at`, or a ticket
-    for the slot expected at `at` (come back at `at - horizon`)."""
+    for the slot expected at `at` (come back then)."""
 
     booked: bool
     at: float
@@ -76,8 +81,7 @@ class Decision:
     @property
     def wait_s(self) -> float:
         """Until the slot starts (booked), or until the ticket says come back."""
-        come_back = self.at if self.booked else self.at - HORIZON * self.interval
-        return max(0.0, come_back - self.now)
+        return max(0.0, self.at - self.now)
 
 
 @dataclass(repr=False, eq=False)
@@ -114,10 +118,10 @@ class Book:
 
     def decide(self, now: float, lane: Lane, ticket: float, max_wait: float) -> Decision | None:
         """Book a slot or hand out a ticket; None (nothing taken) if neither fits in max_wait.
-        `ticket` is the slot a ticket promised (0: none); its holder books that slot or earlier."""
+        `ticket` is the slot a ticket promised (0: none)."""
         interval = self.spacing_at(now) / self.qps
-        horizon = HORIZON * interval
-        slot = max(self.tat, now)
+        recent = self.tat >= now - LATE_TOLERANCE * interval - EPSILON
+        slot = self.tat if recent else now  # a slot that began just now is still free to take
         waiting = self.bulk_tail > now
         if not waiting:
             self.credit = CREDIT_CAP
@@ -125,15 +129,18 @@ class Book:
             if not waiting or self.credit >= 1:
                 return self._book(slot, now, max_wait, interval, 1.0 if waiting else 0.0)
             ticket_at = max(self.inter_tail, slot)
-            if ticket_at - horizon - now > max_wait:
+            if ticket_at - now > max_wait:
                 return None
             self.inter_tail = ticket_at + interval / self.share
             return Decision(False, ticket_at, now, interval)
-        near = slot <= max(now + horizon, ticket) + EPSILON
-        if near and (ticket > 0 or self.bulk_tail <= slot):
-            return self._book(slot, now, max_wait, interval, 0.0)
+        if slot <= now + EPSILON and (ticket > 0 or self.bulk_tail <= slot):
+            return self._book(slot, now, max_wait, interval, 0.0)  # started: bulk's to take
+        if ticket > 0 and slot < ticket + interval - EPSILON:  # before the next ticket's slot:
+            if slot - now > max_wait:  # this holder keeps its place, back when it starts
+                return None
+            return Decision(False, slot, now, interval)
         ticket_at = max(self.bulk_tail, slot)
-        if ticket_at - horizon - now > max_wait:
+        if ticket_at - now > max_wait:
             return None
         self.bulk_tail = ticket_at + interval
         return Decision(False, ticket_at, now, interval)
@@ -146,6 +153,10 @@ class Book:
         self.tat = slot + interval
         if self.bulk_tail > now:
             self.credit = min(CREDIT_CAP, self.credit + self.share - cost)
+        if self.bulk_tail > self.tat:  # new tickets fall on the slots (they move after a gap)
+            self.bulk_tail = (
+                self.tat + math.ceil((self.bulk_tail - self.tat) / interval - 1e-3) * interval
+            )
         return Decision(True, slot, now, interval)
 
     def throttled(self, now: float) -> None:
@@ -264,8 +275,8 @@ end
 
 local lane, ticket, max_wait = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
 local interval = current / qps
-local horizon = HORIZON * interval
-local slot = math.max(tat, now)
+local slot = now
+if tat >= now - LATE * interval - EPSILON then slot = tat end
 local waiting = bulk_tail > now
 if not waiting then credit = CAP end
 
@@ -279,27 +290,33 @@ local function book(cost)
   if slot - now > max_wait then return none end
   tat = slot + interval
   if bulk_tail > now then credit = math.min(CAP, credit + share - cost) end
+  if bulk_tail > tat then
+    bulk_tail = tat + math.ceil((bulk_tail - tat) / interval - 1e-3) * interval
+  end
   return answer('1', slot)
 end
 
 if lane == 'interactive' then
   if (not waiting) or credit >= 1 then return book(waiting and 1 or 0) end
   local at = math.max(inter_tail, slot)
-  if at - horizon - now > max_wait then return none end
+  if at - now > max_wait then return none end
   inter_tail = at + interval / share
   return answer('0', at)
 end
-local near = slot <= math.max(now + horizon, ticket) + EPSILON
-if near and (ticket > 0 or bulk_tail <= slot) then return book(0) end
+if slot <= now + EPSILON and (ticket > 0 or bulk_tail <= slot) then return book(0) end
+if ticket > 0 and slot < ticket + interval - EPSILON then
+  if slot - now > max_wait then return none end
+  return answer('0', slot)
+end
 local at = math.max(bulk_tail, slot)
-if at - horizon - now > max_wait then return none end
+if at - now > max_wait then return none end
 bulk_tail = at + interval
 return answer('0', at)
 """
 _CONSTANTS = (
     f"local START, MIN, MAX, BACKOFF, EVERY = {SPACING_START!r}, {SPACING_MIN!r}, "
     f"{SPACING_MAX!r}, {BACKOFF!r}, {BACKOFF_EVERY_S!r}\n"
-    f"local RECOVERY, HORIZON, CAP, EPSILON = {RECOVERY!r}, {HORIZON!r}, {CREDIT_CAP!r}, "
+    f"local RECOVERY, LATE, CAP, EPSILON = {RECOVERY!r}, {LATE_TOLERANCE!r}, {CREDIT_CAP!r}, "
     f"{EPSILON!r}\n"
 )
 _SCRIPT = _CONSTANTS + _SCRIPT_BODY
