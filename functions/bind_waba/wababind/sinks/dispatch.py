@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from wababind.credentials import Credentials
@@ -17,15 +16,17 @@ if TYPE_CHECKING:
     from concurrent.futures import Future, ThreadPoolExecutor
 
 
-@dataclass(repr=False, eq=False)
 class Delivery:
-    """One outcome on its way to one network sink; settled once, by the sink or by the clock."""
+    """One outcome on its way to one network sink; settled once, by the sink or by the clock.
+    A plain class: a dataclass would add ~0.3 ms of cold start and nothing else here."""
 
-    outcome: Outcome
-    sink: str
-    future: Future[None] | None = None
-    _settled: bool = False
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    __slots__ = ("_lock", "_settled", "future", "outcome", "sink")
+
+    def __init__(self, outcome: Outcome, sink: str) -> None:
+        self.outcome, self.sink = outcome, sink
+        self.future: Future[None] | None = None
+        self._settled = False
+        self._lock = threading.Lock()
 
     def settle(self) -> bool:
         """True for the first caller only: the undelivered line is written at most once."""
