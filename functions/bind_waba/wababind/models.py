@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic_core import PydanticCustomError, ValidationError, core_schema
 
@@ -14,9 +14,8 @@ WABA_ID_RE = re.compile(r"[0-9]{1,32}")
 MAX_REFERENCE = 128
 
 
-@dataclass
-class FieldProblem:
-    """One broken rule, as a 422 body lists it."""
+class FieldProblem(NamedTuple):
+    """One broken rule, as a 422 body lists it (an immutable value)."""
 
     field: str
     rule: str
