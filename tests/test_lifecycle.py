@@ -244,6 +244,24 @@ def test_after_the_mq_initializer_the_first_batch_imports_nothing(cams_sim):
     assert cams_sim.count() == 2
 
 
+def test_the_initializer_finds_the_handler_in_the_context_or_fc_s_environment(monkeypatch):
+    from types import SimpleNamespace
+
+    from wababind.lifecycle import handler_modules
+
+    def ctx(handler):
+        return SimpleNamespace(function=SimpleNamespace(handler=handler))
+
+    monkeypatch.delenv("FC_FUNCTION_HANDLER", raising=False)
+    assert handler_modules(ctx("index.http_handler")) == ("wababind.webhook",)
+    assert handler_modules(ctx("index.mq_handler")) == ("wababind.batch",)
+    everything = ("wababind.webhook", "wababind.batch")
+    assert handler_modules(SimpleNamespace()) == everything  # unknown: the first call pays none
+    assert handler_modules(ctx("other.handler")) == everything
+    monkeypatch.setenv("FC_FUNCTION_HANDLER", "index.mq_handler")
+    assert handler_modules(SimpleNamespace()) == ("wababind.batch",)
+
+
 def test_each_function_imports_only_its_own_handler(cams_sim):
     """The MQ function never loads the webhook's modules, nor the HTTP function the batch's."""
     for handler, own, other in [
