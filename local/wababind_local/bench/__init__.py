@@ -14,7 +14,7 @@ return; the simulator counts calls in a strict sliding 1-s window after a random
 4. Overhead: webhook binds and bare keep-alive aliyunsdkcore calls alternated in one process,
    median CPU time of each.
 5. Cold start as ready to serve, for each function (HTTP, MQ): importing `index` plus FC's
-   initializer with that function's context, fastest of 11 fresh interpreters, as a ratio
+   initializer with that function's context, fastest of 21 fresh interpreters, as a ratio
    against importing the official Tea SDK client, `alibabacloud_cams20200606.client`
    (pip-installed into this venv when missing), and against importing the runtime dependencies
    alone. Then the code package's size (tools/build_package.py) against the Tea SDK installed

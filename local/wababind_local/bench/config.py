@@ -83,7 +83,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser.add_argument("--process-jitter-ms", type=float, default=20.0)
     parser.add_argument("--bulk-binds", type=int, help="priority table backlog; default 320")
     parser.add_argument("--overhead-pairs", type=int, help="webhook/bare pairs; default 200")
-    parser.add_argument("--cold-reps", type=int, help="fresh interpreters of each; default 11")
+    parser.add_argument("--cold-reps", type=int, help="fresh interpreters of each; default 21")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument(
         "--no-install", action="store_true", help="do not pip-install the Tea SDK if missing"
@@ -101,7 +101,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         process_jitter_ms=args.process_jitter_ms,
         bulk_binds=args.bulk_binds or (60 if quick else 320),
         overhead_pairs=args.overhead_pairs or (40 if quick else 200),
-        cold_reps=args.cold_reps or (3 if quick else 11),
+        cold_reps=args.cold_reps or (3 if quick else 21),
         out=args.out,
         install=not args.no_install,
         quick=quick,
