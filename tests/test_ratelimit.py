@@ -295,6 +295,19 @@ def test_the_spacing_widens_after_throttles_and_narrows_after_a_quiet_period():
     assert book.spacing_at(1000) == SPACING_MIN  # down to the floor, no further
 
 
+def test_the_ticket_line_keeps_every_slot_while_the_spacing_narrows():
+    # after throttles the spacing narrows a little at every decision; the tickets must stay on
+    # the slots, not run ahead of the callers that hold them and leave slots empty
+    book = Book(10, tuning=Tuning(quiet_s=2, recovery_step_s=1))
+    book.throttled(0.0)
+    book.throttled(1.5)
+    grants = simulate(book, {"bulk": 100}, until=30)
+    in_window = sum(1 for at, _, _ in grants if 10 <= at < 30)  # back at SPACING_MIN by then
+    assert in_window >= 0.97 * 20 * 10 / SPACING_MIN
+    widest = SPACING_START * BACKOFF**2 / 10
+    assert book.bulk_tail - book.tat <= (100 + 1) * widest  # one ticket per waiting caller
+
+
 def test_a_throttle_costs_no_slot_beyond_its_retry():
     book = Book(10)
     first = book.decide(0.0, "bulk", 0, INF)

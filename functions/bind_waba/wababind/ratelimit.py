@@ -153,10 +153,11 @@ class Book:
         self.tat = slot + interval
         if self.bulk_tail > now:
             self.credit = min(CREDIT_CAP, self.credit + self.share - cost)
-        if self.bulk_tail > self.tat:  # new tickets fall on the slots (they move after a gap)
-            self.bulk_tail = (
-                self.tat + math.ceil((self.bulk_tail - self.tat) / interval - 1e-3) * interval
-            )
+        if self.bulk_tail > self.tat:  # new tickets fall on the slots (they move after a gap):
+            # the nearest slot, never a ceiling, or a spacing that narrows a little at every
+            # decision would push the tail one slot further each time and leave slots empty
+            ahead = math.floor((self.bulk_tail - self.tat) / interval + 0.5)
+            self.bulk_tail = self.tat + ahead * interval
         return Decision(True, slot, now, interval)
 
     def throttled(self, now: float) -> None:
@@ -291,7 +292,7 @@ local function book(cost)
   tat = slot + interval
   if bulk_tail > now then credit = math.min(CAP, credit + share - cost) end
   if bulk_tail > tat then
-    bulk_tail = tat + math.ceil((bulk_tail - tat) / interval - 1e-3) * interval
+    bulk_tail = tat + math.floor((bulk_tail - tat) / interval + 0.5) * interval
   end
   return answer('1', slot)
 end
