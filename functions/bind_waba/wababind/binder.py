@@ -122,20 +122,16 @@ class Binder:
                 self._health.waited(f"{inv.request_id}/{waba_id}")
                 with suppress(SharedStoreUnavailable):  # else kept; written when Redis is back
                     self._shared(self._store.flush, waba_id, inv, wait=True)
-            outcome = _bound(
-                request, "bound", result.cust_space_id, result.request_id, settled.attempts
+            return _bound(
+                request, "bound", result.cust_space_id, result.request_id, settled.attempts, wait_ms
             )
-            outcome.quota_wait_ms = wait_ms
-            return outcome
         if result.retryable:
             self._store.release(waba_id, owner)
         else:
             self._store.fail(
                 waba_id, owner, code=result.code, message=result.message, ttl_s=FAILURE_MEMORY_S
             )
-        outcome = _failed(request, result, settled.attempts)
-        outcome.quota_wait_ms = wait_ms
-        return outcome
+        return _failed(request, result, settled.attempts, wait_ms)
 
     def _claim_or_wait(self, waba_id: str, owner: str, inv: Invocation) -> IdempotencyRecord | None:
         """None: we hold the WabaId. Otherwise the record that decides the outcome.
@@ -271,6 +267,7 @@ def _bound(
     cust_space_id: str | None,
     request_id: str | None,
     attempts: int,
+    quota_wait_ms: float = 0.0,
 ) -> Outcome:
     message = "bound" if status == "bound" else "already bound; CAMS not called again"
     return _outcome(
@@ -281,10 +278,13 @@ def _bound(
         cust_space_id=cust_space_id,
         request_id=request_id,
         attempts=attempts,
+        quota_wait_ms=quota_wait_ms,
     )
 
 
-def _failed(request: BindRequest, error: BindError, attempts: int) -> Outcome:
+def _failed(
+    request: BindRequest, error: BindError, attempts: int, quota_wait_ms: float = 0.0
+) -> Outcome:
     return _outcome(
         request,
         "failed",
@@ -294,6 +294,7 @@ def _failed(request: BindRequest, error: BindError, attempts: int) -> Outcome:
         attempts=attempts,
         request_id=error.request_id,
         access_denied_detail=error.access_denied_detail,
+        quota_wait_ms=quota_wait_ms,
     )
 
 

@@ -77,10 +77,10 @@ class Dispatcher:
         """FC's preStop: give the sends still under way (those that outlived their invocation's
         deadline, already logged as undelivered) up to `timeout_s` to finish, then stop the
         pool. Returns how many were still under way at the end."""
-        with self._pending_lock:
-            pending = list(self._pending)
         if self._pool is None:  # no network sink: nothing was ever under way
             return 0
+        with self._pending_lock:
+            pending = list(self._pending)
         from concurrent.futures import wait
 
         wait(pending, timeout=max(0.0, timeout_s))
