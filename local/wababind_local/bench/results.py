@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 
@@ -51,8 +50,7 @@ class ColdStart:
     """Fresh-interpreter times (s): `ready_s` per function (HTTP, MQ) the handler import plus
     FC's initializer (ready to serve), `floor_s` importing the runtime dependencies alone,
     `tea_s` the Tea SDK client; `breakdown` attributes each function's ready-to-serve imports.
-    Ratios compare the fastest of each; a target applies to every function, so the worst
-    function's ratio is the one judged."""
+    Ratios compare the fastest of each; a target applies to every function (bench.targets)."""
 
     ready_s: dict[str, list[float]] = field(default_factory=dict)
     tea_s: list[float] = field(default_factory=list)
@@ -66,20 +64,6 @@ class ColdStart:
 
     def floor_ratio_of(self, function: str) -> float:
         return _fastest_ratio(self.ready_s.get(function, []), self.floor_s)
-
-    @property
-    def tea_ratio(self) -> float:
-        return _worst(self.tea_ratio_of(f) for f in self.ready_s)
-
-    @property
-    def floor_ratio(self) -> float:
-        return _worst(self.floor_ratio_of(f) for f in self.ready_s)
-
-
-def _worst(ratios: Iterable[float]) -> float:
-    """The largest ratio; nan when any is not measured (or there is none)."""
-    values = list(ratios)
-    return math.nan if not values or any(math.isnan(v) for v in values) else max(values)
 
 
 def _fastest_ratio(mine: list[float], other: list[float]) -> float:
