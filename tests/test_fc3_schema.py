@@ -20,11 +20,27 @@ VPC_ENV = {
 PROFILES = sorted(p.name for p in ROOT.glob("s*.yaml"))
 
 
+def sizing_errors(props: dict) -> list[str]:
+    """FC 3.0's rules the schema does not hold (instance types and specifications,
+    https://www.alibabacloud.com/help/en/function-compute/latest/instance-types-and-instance-modes):
+    vCPU 0.05-16 in steps of 0.05, memory 128-32768 MB in steps of 64, and memory (GB) from 1x
+    to 4x the vCPU. fc3's default cpu is 0.35 when a function names none."""
+    cpu, memory = props.get("cpu", 0.35), props.get("memorySize", 512)
+    found = []
+    if not 0.05 <= cpu <= 16 or abs(cpu / 0.05 - round(cpu / 0.05)) > 1e-9:
+        found.append(f"cpu: {cpu} is not 0.05-16 in steps of 0.05")
+    if not 128 <= memory <= 32768 or memory % 64:
+        found.append(f"memorySize: {memory} is not 128-32768 in steps of 64")
+    if not cpu <= memory / 1024 <= 4 * cpu:
+        found.append(f"cpu/memorySize: {memory} MB is not 1x-4x of {cpu} vCPU in GB")
+    return found
+
+
 def errors(props: dict) -> list[str]:
     validator = jsonschema.Draft7Validator(closed_schema())
     return [
         f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(props)
-    ]
+    ] + sizing_errors(props)
 
 
 def rendered_props(tmp_path: Path, edit=None) -> dict[str, dict]:
@@ -92,6 +108,26 @@ BROKEN = [
         "misspelled key in a lifecycle hook",
         lambda s: s.replace("handler: index.pre_stop", "hanlder: index.pre_stop", 1),
         "'hanlder' was unexpected",
+    ),
+    (
+        "memory below 1 GB per vCPU",
+        lambda s: s.replace("cpu: 0.5\n", "cpu: 1.0\n", 1),
+        "cpu/memorySize: 512 MB is not 1x-4x of 1 vCPU in GB",
+    ),
+    (
+        "memory above 4 GB per vCPU",
+        lambda s: s.replace("cpu: 0.25\n", "cpu: 0.05\n", 1),
+        "cpu/memorySize: 256 MB is not 1x-4x of 0.05 vCPU in GB",
+    ),
+    (
+        "vCPU off its 0.05 steps",
+        lambda s: s.replace("cpu: 0.5\n", "cpu: 0.33\n", 1),
+        "cpu: 0.33 is not 0.05-16 in steps of 0.05",
+    ),
+    (
+        "memory off its 64-MB steps",
+        lambda s: s.replace("memorySize: 512\n", "memorySize: 500\n", 1),
+        "memorySize: 500 is not 128-32768 in steps of 64",
     ),
     (
         "misspelled log config key",

@@ -95,3 +95,25 @@ def test_the_role_policy_grants_only_the_bind_and_log_writes():
     assert actions == ["cams:ChatappBindWaba", "log:PostLogStoreLogs"]
     assert all(st["Effect"] == "Allow" for st in policy["Statement"])
     assert not any("*" in a for a in actions)
+
+
+def test_each_function_is_sized_within_fc3s_cpu_memory_rules():
+    sizes = {p["functionName"]: (p["cpu"], p["memorySize"]) for p in FUNCTIONS.values()}
+    assert sizes == {"bind-waba-http": (0.5, 512), "bind-waba-mq": (0.25, 256)}
+    for cpu, memory in sizes.values():
+        assert round(cpu / 0.05, 9).is_integer() and memory % 64 == 0
+        assert cpu <= memory / 1024 <= 4 * cpu  # vCPU : memory (GB) from 1:1 to 1:4
+
+
+def test_one_mq_instance_at_a_time_fills_the_quota_and_no_more_is_billed():
+    mq = FUNCTIONS["bind-waba-mq"]
+    assert mq["concurrencyConfig"] == {"reservedConcurrency": 1}  # every trigger, direct invokes
+    assert "concurrencyConfig" not in FUNCTIONS["bind-waba-http"]  # a person never waits on it
+    (kafka,) = [
+        t["triggerConfig"]
+        for t in mq["triggers"]
+        if t["triggerType"] == "eventbridge"
+        and t["triggerConfig"]["eventSourceConfig"]["eventSourceType"] == "Kafka"
+    ]
+    assert kafka["runOptions"]["maximumTasks"] == 1
+    assert kafka["eventSinkConfig"]["deliveryOption"]["concurrency"] == 1
