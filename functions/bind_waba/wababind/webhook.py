@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import time
 from typing import Any
@@ -182,6 +183,12 @@ def _check_content_type(value: str) -> None:
         )
 
 
+@functools.lru_cache(maxsize=4)
+def _verifier(secret: str) -> Webhook:
+    """One verifier per secret: building it decodes the secret's base64 at every request."""
+    return Webhook(secret)
+
+
 def _authenticate(runtime: Runtime, raw: str, headers: dict[str, str]) -> str | None:
     """Standard Webhooks verification and replay guard; returns the webhook-id."""
     global _warned_unconfigured
@@ -207,7 +214,7 @@ def _authenticate(runtime: Runtime, raw: str, headers: dict[str, str]) -> str | 
         raise _unauthorized("webhook-signature", "format", "malformed signature")
     headers = {**headers, "webhook-signature": " ".join(entries)}
     try:
-        Webhook(settings.webhook_secret).verify(raw, headers, json_parse=False)
+        _verifier(settings.webhook_secret).verify(raw, headers, json_parse=False)
     except WebhookVerificationError as exc:
         field, rule = _VERIFY_RULES.get(str(exc), ("webhook-signature", "mismatch"))
         raise _unauthorized(field, rule, str(exc)) from None
