@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from wababind_local import bench
+from wababind_local.bench.bulk_cost import BulkCost
 from wababind_local.bench.overhead import Overhead
 from wababind_local.bench.priority import Priority
 from wababind_local.cams_simulator import DEFAULT_KEY, DEFAULT_STS_KEY
@@ -115,6 +116,29 @@ def _priority(idle: float, loaded_p95: float, drain_s: float, bulk_calls: int) -
     )
 
 
+def _bulk_cost(instance_s_one: float) -> BulkCost:
+    """120 binds drained by 1, 2 and 4 instances; the others wait, billed, as long as one."""
+    runs = {}
+    for count in (1, 2, 4):
+        run = _run(120 // count, 12.5, 120, 0, 10, processes=count)
+        run.instance_s = instance_s_one * count
+        runs[count] = run
+    return BulkCost(10, runs)
+
+
+def test_bulk_cost_is_instance_seconds_per_1000_bound_binds():
+    cost = _bulk_cost(12.6)
+    assert cost.floor_per_1000 == 100  # 1,000 binds at 10 calls/s
+    assert cost.per_1000(1) == pytest.approx(105)
+    assert cost.per_1000(4) == pytest.approx(420)  # four instances, the same quota
+    text = bench.bulk_cost.render_bulk_cost(cost, None)
+    rows = _tables(text)["Cost of a bulk run: instance-seconds per 1,000 binds"]
+    assert [r["instances at once"] for r in rows] == ["1", "2", "4"]
+    assert [r["÷ the floor"] for r in rows] == ["1.05x", "2.10x", "4.20x"]
+    assert "10,000 WABAs with one instance cost about 1050 instance-seconds" in text
+    assert "Not run: no redis-server." in bench.bulk_cost.render_bulk_cost(None, "no redis-server")
+
+
 def test_the_defaults_are_what_the_issues_targets_need():
     config = bench.parse_args([])
     assert config.qps == 10
@@ -143,8 +167,10 @@ def test_targets_pass_and_fail_on_fixed_measurements():
     cold = bench.ColdStart(
         ready_s={"HTTP": [0.10, 0.09], "MQ": [0.093]}, tea_s=[0.25, 0.24, 0.26], floor_s=[0.085]
     )
-    targets = bench.evaluate(config, good, shared_good, cold, priority_good, overhead_good)
-    assert [t.passed for t in targets] == [True] * 11
+    targets = bench.evaluate(
+        config, good, shared_good, cold, priority_good, overhead_good, _bulk_cost(10.8)
+    )
+    assert [t.passed for t in targets] == [True] * 12
 
     bad = [
         _run(300, 32.0, 300, 0, 10, jitter_ms=20),  # 0.9375x
@@ -158,8 +184,10 @@ def test_targets_pass_and_fail_on_fixed_measurements():
     slow_import = bench.ColdStart(
         ready_s={"HTTP": [0.10], "MQ": [0.12]}, tea_s=[0.24], floor_s=[0.10]
     )
-    targets = bench.evaluate(config, bad, shared_bad, slow_import, priority_bad, overhead_bad)
-    assert [t.passed for t in targets] == [False] * 11
+    targets = bench.evaluate(
+        config, bad, shared_bad, slow_import, priority_bad, overhead_bad, _bulk_cost(14.4)
+    )
+    assert [t.passed for t in targets] == [False] * 12
     assert targets[-1].measured == "HTTP 1.000x, MQ 1.200x"
 
 
@@ -168,11 +196,11 @@ def test_targets_without_their_measurement_are_not_measured_not_failed():
     other_cell = _run(50, 5.5, 50, 0, 10, latency_ms=50.0)
     no_tea = bench.ColdStart(ready_s={"HTTP": [0.1], "MQ": [0.1]}, tea_problem="not installed")
     targets = bench.evaluate(config, [other_cell], None, no_tea)
-    assert [t.passed for t in targets] == [None] * 11
+    assert [t.passed for t in targets] == [None] * 12
     text = bench.render(config, [other_cell], None, "redis-server missing", no_tea, targets, 1.0)
     assert "Not run: redis-server missing." in text
     assert "not installed" in text
-    assert "0 of 11 targets met." in text
+    assert "0 of 12 targets met." in text
     assert "Code package" in text and "Not measured: not run." in text
 
 
@@ -200,7 +228,17 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
     out = tmp_path / "bench" / "results.md"
     args = ["--quick", "--qps", "100", "--latencies-ms", "0,20", "--batches", "3"]
     args += ["--jitters-ms", "0", "--processes", "2", "--process-batch", "6"]
-    args += ["--bulk-binds", "8", "--overhead-pairs", "5", "--cold-reps", "1", "--no-install"]
+    args += [
+        "--bulk-cost-binds",
+        "4",
+        "--bulk-binds",
+        "8",
+        "--overhead-pairs",
+        "5",
+        "--cold-reps",
+        "1",
+        "--no-install",
+    ]
     assert bench.main([*args, "--out", str(out)]) == 0
 
     text = out.read_text(encoding="utf-8")
@@ -256,8 +294,16 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
     assert pause["result"]["Redis paused"] == "PASS"
     assert "**Bulk binds waited** for the 3-s pause" in text
 
+    cost = tables["Cost of a bulk run: instance-seconds per 1,000 binds"]
+    assert [(r["instances at once"], r["bound"]) for r in cost] == [
+        ("1", "4"),
+        ("2", "4"),
+        ("4", "4"),
+    ]
+    assert all(float(r["instance-seconds"]) > 0 for r in cost)
+
     targets = tables["Targets"]
-    assert len(targets) == 11
+    assert len(targets) == 12
     assert all(row["result"] in ("PASS", "**FAIL**", "not measured") for row in targets)
     assert targets[0]["target"].startswith("one process, 3 binds at 20 ms, 20 ms jitter")
     assert targets[0]["result"] == "not measured"  # this run has no 20-ms jitter

@@ -36,6 +36,7 @@ class Config:
     process_jitter_ms: float
     bulk_binds: int  # the priority table's backlog, split over `processes` instances
     overhead_pairs: int
+    bulk_cost_binds: int  # the bulk-cost backlog, drained by 1, 2 and 4 instances in turn
     cold_reps: int
     out: Path
     install: bool
@@ -82,6 +83,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser.add_argument("--process-latency-ms", type=float, default=200.0)
     parser.add_argument("--process-jitter-ms", type=float, default=20.0)
     parser.add_argument("--bulk-binds", type=int, help="priority table backlog; default 320")
+    parser.add_argument("--bulk-cost-binds", type=int, help="bulk-cost backlog; default 120")
     parser.add_argument("--overhead-pairs", type=int, help="webhook/bare pairs; default 200")
     parser.add_argument("--cold-reps", type=int, help="fresh interpreters of each; default 21")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -100,6 +102,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         process_latency_ms=args.process_latency_ms,
         process_jitter_ms=args.process_jitter_ms,
         bulk_binds=args.bulk_binds or (60 if quick else 320),
+        bulk_cost_binds=args.bulk_cost_binds or (24 if quick else 120),
         overhead_pairs=args.overhead_pairs or (40 if quick else 200),
         cold_reps=args.cold_reps or (3 if quick else 21),
         out=args.out,

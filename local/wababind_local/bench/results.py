@@ -27,6 +27,7 @@ class Run:
     jitter_ms: float = 0.0  # the simulator's gateway jitter
     redis_commands: int | None = None  # every command Redis ran for the load (INFO commandstats)
     redis_scripts: int | None = None  # of which Lua script calls (one round trip each)
+    instance_s: float = 0.0  # every instance's invocation-to-return time, summed (FC bills it)
 
     @property
     def requests(self) -> int:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from wababind_local.bench.bulk_cost import render_bulk_cost, run_bulk_cost
 from wababind_local.bench.charts import write_quota_chart
 from wababind_local.bench.cold_start import ImportProbeError, measure_cold_start, measure_package
 from wababind_local.bench.config import parse_args
@@ -82,6 +83,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{_ratio(r.bulk_share)} of the free quota"
         ),
     )
+    bulk_cost, bulk_cost_problem = _scenario(
+        "bulk cost",
+        lambda: run_bulk_cost(
+            config.qps,
+            config.process_latency_ms,
+            config.process_jitter_ms,
+            config.bulk_cost_binds,
+            prefix,
+            tag=700,
+        ),
+        lambda r: ", ".join(
+            f"{n} instance(s) {r.per_1000(n):.0f} instance-s per 1,000 binds" for n in r.runs
+        ),
+    )
     overhead = measure_overhead(config.overhead_pairs, prefix)
     print(f"[overhead] webhook / bare SDK call CPU: {_ratio(overhead.cpu_ratio)}", flush=True)
     pause, pause_problem = _scenario(
@@ -105,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     package = measure_package(config.install)
     print(f"[package] code root / Tea SDK: {_ratio(package.ratio)}", flush=True)
 
-    targets = evaluate(config, matrix, shared, cold, priority, overhead)
+    targets = evaluate(config, matrix, shared, cold, priority, overhead, bulk_cost)
     text = render(
         config,
         matrix,
@@ -120,6 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         overhead=overhead,
     )
     text += "\n" + render_redis_pause(pause, pause_problem)
+    text += "\n" + render_bulk_cost(bulk_cost, bulk_cost_problem)
     config.out.parent.mkdir(parents=True, exist_ok=True)
     config.out.write_text(text, encoding="utf-8")
     print()

@@ -120,6 +120,7 @@ def run_of(
         raised=[r["raised"] for r in reports if r["raised"]],
         warnings=sum(r["warnings"] for r in reports),
         jitter_ms=jitter_ms,
+        instance_s=sum(r["finished"] - r["started"] for r in reports),
     )
 
 

@@ -6,6 +6,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from wababind_local.bench.bulk_cost import BulkCost
 from wababind_local.bench.config import Config
 from wababind_local.bench.overhead import Overhead
 from wababind_local.bench.priority import Priority
@@ -19,6 +20,7 @@ TARGET_SHARED_RATIO = 0.95  # 4 instances on one redis-server, 60 binds each, 20
 TARGET_PRIORITY_RATIO = 2.0  # webhook p95 while bulk drains ≤ 2x its idle median
 TARGET_BULK_SHARE = 0.93  # and the bulk keeps ≥ 0.93x of the quota meanwhile
 TARGET_OVERHEAD = 1.15  # webhook bind CPU ≤ 1.15x a bare SDK call's
+TARGET_BULK_COST = 1.1  # one instance: instance-s per 1,000 bulk binds ≤ 1.1x 1,000 / quota
 TARGET_READY_TEA_RATIO = 0.45
 TARGET_READY_FLOOR_RATIO = 1.1
 # kept importable for code that used the former single one-process target
@@ -43,6 +45,7 @@ def evaluate(
     cold: ColdStart | None,
     priority: Priority | None = None,
     overhead: Overhead | None = None,
+    bulk_cost: BulkCost | None = None,
 ) -> list[Target]:
     """The issue's targets, each PASS, FAIL or not measured."""
     latency, batch = config.target_cell
@@ -112,6 +115,16 @@ def evaluate(
             cpu,
             _ratio(cpu or 0),
             (cpu or 0) <= TARGET_OVERHEAD,
+        )
+    )
+    one = bulk_cost.per_1000(1) / bulk_cost.floor_per_1000 if bulk_cost else None
+    targets.append(
+        _judge(
+            f"one MQ instance: instance-seconds per 1,000 bulk binds ≤ {TARGET_BULK_COST}x "
+            "1,000 ÷ quota",
+            one,
+            _ratio(one or 0),
+            (one or 0) <= TARGET_BULK_COST,
         )
     )
     targets += [
