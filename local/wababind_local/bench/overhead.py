@@ -76,7 +76,7 @@ def _timed(call: Any) -> tuple[float, float]:
 def webhook_event(waba_id: str, secret: str | None = None) -> bytes:
     """The FC HTTP trigger event of one bind; signed now (Standard Webhooks) with `secret`."""
     body = json.dumps({"WabaId": waba_id})
-    headers = dict(HTTP_EVENT["headers"])
+    headers: dict[str, str] = {"Content-Type": "application/json"}
     if secret is not None:
         headers.update(signature_headers(secret, body))
     return json.dumps({**HTTP_EVENT, "headers": headers, "body": body}).encode()
