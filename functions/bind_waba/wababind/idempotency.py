@@ -91,14 +91,6 @@ class IdempotencyStore(ABC):
     @abstractmethod
     def get(self, key: str) -> IdempotencyRecord | None: ...
 
-    @abstractmethod
-    def seen_before(self, key: str, ttl_s: float) -> bool:
-        """Mark `key` (e.g. a webhook-id) as seen; True if it already was (a replay)."""
-
-    @abstractmethod
-    def forget(self, key: str) -> None:
-        """Unmark a `seen_before` key, so the sender's retry is accepted."""
-
     def flush(self) -> None:  # noqa: B027 - nothing to share for a store in one instance
         """Share now what could not be shared yet; raises SharedStoreUnavailable if it can't."""
 
@@ -109,7 +101,6 @@ class InMemoryStore(IdempotencyStore):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: dict[str, tuple[IdempotencyRecord, float]] = {}
-        self._seen: dict[str, float] = {}
 
     def _live(self, key: str, now: float) -> IdempotencyRecord | None:
         entry = self._records.get(key)
@@ -164,20 +155,6 @@ class InMemoryStore(IdempotencyStore):
         with self._lock:
             return self._live(key, time.monotonic())
 
-    def seen_before(self, key: str, ttl_s: float) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            if self._seen.get(key, 0.0) > now:
-                return True
-            self._seen[key] = now + ttl_s
-            if len(self._seen) > 100_000:
-                self._seen = {k: t for k, t in self._seen.items() if t > now}
-            return False
-
-    def forget(self, key: str) -> None:
-        with self._lock:
-            self._seen.pop(key, None)
-
     def _owned(self, key: str, owner: str, now: float) -> bool:
         record = self._live(key, now)
         return (
@@ -211,12 +188,12 @@ SYNC_GIVE_UP_S = 600.0  # the background sync stops then; the next store call st
 class _Missed:
     """A write Redis did not take (it was away), replayed as soon as it answers.
 
-    `set` writes `value`; `if_owner` runs _IF_OWNER for `owner` (value '' deletes); `delete`
-    deletes. One per Redis key and owner (see `slot`): a later write there replaces an earlier
-    one, while the undo of one attempt's claim never replaces another attempt's.
+    `set` writes `value`; `if_owner` runs _IF_OWNER for `owner` (value '' deletes). One per
+    Redis key and owner (see `slot`): a later write there replaces an earlier one, while the
+    undo of one attempt's claim never replaces another attempt's.
     """
 
-    kind: Literal["set", "if_owner", "delete"]
+    kind: Literal["set", "if_owner"]
     expires: float  # time.monotonic(): past this the write no longer matters
     value: str = ""
     owner: str = ""
@@ -228,10 +205,8 @@ class _Missed:
         ttl = _ms(self.expires - now)
         if self.kind == "set":
             pipe.set(key, self.value, px=ttl)
-        elif self.kind == "if_owner":
-            if_owner(keys=[key], args=[self.owner, self.value, ttl], client=pipe)
         else:
-            pipe.delete(key)
+            if_owner(keys=[key], args=[self.owner, self.value, ttl], client=pipe)
 
 
 class RedisStore(IdempotencyStore):
@@ -262,7 +237,6 @@ class RedisStore(IdempotencyStore):
     ):
         self._client = client
         self._records = prefix + "idem:"
-        self._seen = prefix + "seen:"
         self._if_owner = client.register_script(_IF_OWNER)
         self._local = InMemoryStore()
         self.health = health or RedisFallback(
@@ -369,24 +343,6 @@ class RedisStore(IdempotencyStore):
 
         shared: IdempotencyRecord | None = self._try(remote, away)
         return shared if shared is not None else self._local.get(key)
-
-    def seen_before(self, key: str, ttl_s: float) -> bool:
-        def away() -> bool:
-            self._miss(self._seen + key, _Missed("set", time.monotonic() + ttl_s, "1"))
-            return self._local.seen_before(key, ttl_s)
-
-        return self._try(
-            lambda: not self._client.set(self._seen + key, b"1", nx=True, px=_ms(ttl_s)), away
-        )
-
-    def forget(self, key: str) -> None:
-        self._local.forget(key)
-        missed = _Missed("delete", time.monotonic() + RELEASE_MEMORY_S)
-
-        def away() -> None:
-            self._miss(self._seen + key, missed)
-
-        self._try(lambda: self._client.delete(self._seen + key), away)
 
     def flush(self) -> None:
         """Give Redis what it missed now; raises SharedStoreUnavailable while it is away."""
