@@ -22,13 +22,14 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from wababind import applog
 from wababind.errors import SharedStoreUnavailable
-from wababind.fallback import OnOutage, RedisFallback
+from wababind.fallback import OnOutage, RedisHealth
 
 T = TypeVar("T")
 
@@ -56,8 +57,15 @@ class IdempotencyRecord(NamedTuple):
 
     @classmethod
     def from_json(cls, text: str | bytes) -> IdempotencyRecord:
+        """Fields a newer version added are ignored (a rolling deploy); a status this version
+        does not know reads as IN_PROGRESS: someone holds the WabaId, it is never bound beside."""
         doc = json.loads(text)
-        return cls(**{**doc, "status": RecordStatus(doc["status"])})
+        try:
+            status = RecordStatus(doc["status"])
+        except ValueError:
+            status = RecordStatus.IN_PROGRESS
+        known = {name: doc[name] for name in cls._fields if name in doc}
+        return cls(**{**known, "status": status})
 
 
 class IdempotencyStore(ABC):
@@ -93,6 +101,11 @@ class IdempotencyStore(ABC):
 
     def flush(self) -> None:  # noqa: B027 - nothing to share for a store in one instance
         """Share now what could not be shared yet; raises SharedStoreUnavailable if it can't."""
+
+    def flush_pending(self) -> int:
+        """At the end of an invocation (FC freezes every thread after it): share what is
+        pending if Redis answers; never raises. Returns the writes still pending."""
+        return 0
 
 
 class InMemoryStore(IdempotencyStore):
@@ -232,14 +245,14 @@ class RedisStore(IdempotencyStore):
         client: Any,
         prefix: str = "wababind:",
         *,
-        health: RedisFallback | None = None,
+        health: RedisHealth | None = None,
         on_outage: OnOutage = "wait",
     ):
         self._client = client
         self._records = prefix + "idem:"
         self._if_owner = client.register_script(_IF_OWNER)
         self._local = InMemoryStore()
-        self.health = health or RedisFallback(
+        self.health = health or RedisHealth(
             "idempotency", on_outage=on_outage, ping=getattr(client, "ping", None)
         )
         self._lock = threading.Lock()
@@ -352,6 +365,17 @@ class RedisStore(IdempotencyStore):
 
         self._try(lambda: None, away, now=True)
 
+    def flush_pending(self) -> int:
+        """One bounded try (the client's timeouts), only with writes pending and Redis not in
+        its pause after a failure: an invocation never waits on an outage it already knows."""
+        with self._lock:
+            pending = self._out_of_sync
+        if not pending or self.health.active():
+            return self.unsynced
+        with suppress(SharedStoreUnavailable):
+            self.flush()
+        return self.unsynced
+
     @property
     def unsynced(self) -> int:
         """Writes Redis has not taken yet."""
@@ -452,7 +476,7 @@ def _ms(seconds: float) -> int:
 
 
 def make_store(
-    client: Any | None, *, health: RedisFallback | None = None, on_outage: OnOutage = "wait"
+    client: Any | None, *, health: RedisHealth | None = None, on_outage: OnOutage = "wait"
 ) -> IdempotencyStore:
     """Shared on Redis when REDIS_URL is set, in-process otherwise."""
     if client is None:

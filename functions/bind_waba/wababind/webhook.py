@@ -113,6 +113,7 @@ def _handle(event: bytes | str, context: Any, started: float) -> dict[str, Any]:
     )
     deliveries = runtime.dispatcher.deliver(outcome, inv.credentials, inv.finish_by)
     runtime.dispatcher.settle(deliveries, inv.finish_by)
+    runtime.store.flush_pending()  # FC freezes every thread once this returns
     return _answer(outcome)
 
 
