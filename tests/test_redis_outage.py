@@ -463,3 +463,23 @@ def test_an_unreachable_redis_is_said_without_its_password_or_a_stack_trace(
         assert password not in text and "Traceback" not in text
     away, _ = outage_lines(captured.err)
     assert [(r["Level"], r["Error"]) for r in away] == [("WARNING", "ConnectionError")]
+
+
+def test_pre_stop_gives_redis_the_writes_it_missed(outage_env: Any, context: Any) -> None:
+    """An instance about to be reclaimed still holds a completion Redis missed: pre_stop writes
+    it (best effort) before closing the connection, so no other instance binds that WABA."""
+    from wababind.lifecycle import pre_stop
+
+    redis_server = outage_env
+    store = get_runtime().store
+    store.health.retry_after_s = 0.1
+    assert store.claim("9700000000000001", "a", 30) is None
+    redis_server.stop()
+    store.complete("9700000000000001", "a", cust_space_id="cs-9", request_id="R", ttl_s=60)
+    assert store.unsynced == 1
+    redis_server.start()
+    time.sleep(0.2)
+    pre_stop(context())
+    assert store.unsynced == 0
+    other = RedisStore(redis_client(redis_server.url))
+    assert other.get("9700000000000001").cust_space_id == "cs-9"

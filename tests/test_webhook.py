@@ -166,13 +166,6 @@ def test_rejections_name_the_field_and_rule(
     assert outcome_lines(capsys.readouterr().out) == []
 
 
-def test_a_replayed_webhook_id_is_refused(wababind_env, context):
-    event = signed_event({"WabaId": "1000000000000006"})
-    assert call(event, context)[0] == 200
-    status, _, body = call(event, context)
-    assert status == 401 and body["Errors"][0]["Rule"] == "replayed"
-
-
 def test_a_503_lets_the_sender_retry_with_the_same_webhook_id(wababind_env, context):
     wababind_env.set_fault("1000000000000007", Fault.http_status(503, times=100))
     body = json.dumps({"WabaId": "1000000000000007"})

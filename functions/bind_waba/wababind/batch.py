@@ -36,6 +36,7 @@ def mq_handler(event: bytes | str, context: Any) -> str:
     with ThreadPoolExecutor(workers, "bind") as pool:
         outcomes = list(pool.map(bind_one, messages))
     runtime.dispatcher.settle(deliveries, inv.finish_by)
+    runtime.store.flush_pending()  # FC freezes every thread once this returns
 
     summary = summarize(outcomes)
     if summary["Retryable"]:

@@ -20,7 +20,7 @@ from wababind.errors import (
     BindError,
     SharedStoreUnavailable,
 )
-from wababind.fallback import RedisFallback
+from wababind.fallback import RedisHealth
 from wababind.idempotency import IdempotencyRecord, IdempotencyStore, RecordStatus
 from wababind.models import BindRequest
 from wababind.outcome import Lane, Outcome, Source, Status, utcnow
@@ -71,7 +71,7 @@ class Binder:
         store: IdempotencyStore,
         timeout_s: float,
         idempotency_ttl_s: float,
-        store_health: RedisFallback | None = None,
+        store_health: RedisHealth | None = None,
     ):
         self.cams = cams  # the FC initializer calls cams.prepare() (wababind.cams)
         self._limiter = limiter

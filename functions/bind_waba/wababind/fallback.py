@@ -32,7 +32,7 @@ _WENT_AWAY: dict[str, str] = {
 _CAME_BACK = "Redis reachable again: shared store resumed"
 
 
-class RedisFallback:
+class RedisHealth:
     """Tracks Redis's health for everything on one client; never raises, logs each change once.
 
     `component`, `degraded` and `recovered` name a caller that keeps a health of its own (the

@@ -22,13 +22,14 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal, NamedTuple, TypeVar
 
 from wababind import applog
 from wababind.errors import SharedStoreUnavailable
-from wababind.fallback import OnOutage, RedisFallback
+from wababind.fallback import OnOutage, RedisHealth
 
 T = TypeVar("T")
 
@@ -56,8 +57,15 @@ class IdempotencyRecord(NamedTuple):
 
     @classmethod
     def from_json(cls, text: str | bytes) -> IdempotencyRecord:
+        """Fields a newer version added are ignored (a rolling deploy); a status this version
+        does not know reads as IN_PROGRESS: someone holds the WabaId, it is never bound beside."""
         doc = json.loads(text)
-        return cls(**{**doc, "status": RecordStatus(doc["status"])})
+        try:
+            status = RecordStatus(doc["status"])
+        except ValueError:
+            status = RecordStatus.IN_PROGRESS
+        known = {name: doc[name] for name in cls._fields if name in doc}
+        return cls(**{**known, "status": status})
 
 
 class IdempotencyStore(ABC):
@@ -91,16 +99,13 @@ class IdempotencyStore(ABC):
     @abstractmethod
     def get(self, key: str) -> IdempotencyRecord | None: ...
 
-    @abstractmethod
-    def seen_before(self, key: str, ttl_s: float) -> bool:
-        """Mark `key` (e.g. a webhook-id) as seen; True if it already was (a replay)."""
-
-    @abstractmethod
-    def forget(self, key: str) -> None:
-        """Unmark a `seen_before` key, so the sender's retry is accepted."""
-
     def flush(self) -> None:  # noqa: B027 - nothing to share for a store in one instance
         """Share now what could not be shared yet; raises SharedStoreUnavailable if it can't."""
+
+    def flush_pending(self) -> int:
+        """At the end of an invocation (FC freezes every thread after it): share what is
+        pending if Redis answers; never raises. Returns the writes still pending."""
+        return 0
 
 
 class InMemoryStore(IdempotencyStore):
@@ -109,7 +114,6 @@ class InMemoryStore(IdempotencyStore):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._records: dict[str, tuple[IdempotencyRecord, float]] = {}
-        self._seen: dict[str, float] = {}
 
     def _live(self, key: str, now: float) -> IdempotencyRecord | None:
         entry = self._records.get(key)
@@ -164,20 +168,6 @@ class InMemoryStore(IdempotencyStore):
         with self._lock:
             return self._live(key, time.monotonic())
 
-    def seen_before(self, key: str, ttl_s: float) -> bool:
-        with self._lock:
-            now = time.monotonic()
-            if self._seen.get(key, 0.0) > now:
-                return True
-            self._seen[key] = now + ttl_s
-            if len(self._seen) > 100_000:
-                self._seen = {k: t for k, t in self._seen.items() if t > now}
-            return False
-
-    def forget(self, key: str) -> None:
-        with self._lock:
-            self._seen.pop(key, None)
-
     def _owned(self, key: str, owner: str, now: float) -> bool:
         record = self._live(key, now)
         return (
@@ -211,12 +201,12 @@ SYNC_GIVE_UP_S = 600.0  # the background sync stops then; the next store call st
 class _Missed:
     """A write Redis did not take (it was away), replayed as soon as it answers.
 
-    `set` writes `value`; `if_owner` runs _IF_OWNER for `owner` (value '' deletes); `delete`
-    deletes. One per Redis key and owner (see `slot`): a later write there replaces an earlier
-    one, while the undo of one attempt's claim never replaces another attempt's.
+    `set` writes `value`; `if_owner` runs _IF_OWNER for `owner` (value '' deletes). One per
+    Redis key and owner (see `slot`): a later write there replaces an earlier one, while the
+    undo of one attempt's claim never replaces another attempt's.
     """
 
-    kind: Literal["set", "if_owner", "delete"]
+    kind: Literal["set", "if_owner"]
     expires: float  # time.monotonic(): past this the write no longer matters
     value: str = ""
     owner: str = ""
@@ -228,10 +218,8 @@ class _Missed:
         ttl = _ms(self.expires - now)
         if self.kind == "set":
             pipe.set(key, self.value, px=ttl)
-        elif self.kind == "if_owner":
-            if_owner(keys=[key], args=[self.owner, self.value, ttl], client=pipe)
         else:
-            pipe.delete(key)
+            if_owner(keys=[key], args=[self.owner, self.value, ttl], client=pipe)
 
 
 class RedisStore(IdempotencyStore):
@@ -257,15 +245,14 @@ class RedisStore(IdempotencyStore):
         client: Any,
         prefix: str = "wababind:",
         *,
-        health: RedisFallback | None = None,
+        health: RedisHealth | None = None,
         on_outage: OnOutage = "wait",
     ):
         self._client = client
         self._records = prefix + "idem:"
-        self._seen = prefix + "seen:"
         self._if_owner = client.register_script(_IF_OWNER)
         self._local = InMemoryStore()
-        self.health = health or RedisFallback(
+        self.health = health or RedisHealth(
             "idempotency", on_outage=on_outage, ping=getattr(client, "ping", None)
         )
         self._lock = threading.Lock()
@@ -370,24 +357,6 @@ class RedisStore(IdempotencyStore):
         shared: IdempotencyRecord | None = self._try(remote, away)
         return shared if shared is not None else self._local.get(key)
 
-    def seen_before(self, key: str, ttl_s: float) -> bool:
-        def away() -> bool:
-            self._miss(self._seen + key, _Missed("set", time.monotonic() + ttl_s, "1"))
-            return self._local.seen_before(key, ttl_s)
-
-        return self._try(
-            lambda: not self._client.set(self._seen + key, b"1", nx=True, px=_ms(ttl_s)), away
-        )
-
-    def forget(self, key: str) -> None:
-        self._local.forget(key)
-        missed = _Missed("delete", time.monotonic() + RELEASE_MEMORY_S)
-
-        def away() -> None:
-            self._miss(self._seen + key, missed)
-
-        self._try(lambda: self._client.delete(self._seen + key), away)
-
     def flush(self) -> None:
         """Give Redis what it missed now; raises SharedStoreUnavailable while it is away."""
 
@@ -395,6 +364,17 @@ class RedisStore(IdempotencyStore):
             raise SharedStoreUnavailable("Redis does not answer; writes kept for later")
 
         self._try(lambda: None, away, now=True)
+
+    def flush_pending(self) -> int:
+        """One bounded try (the client's timeouts), only with writes pending and Redis not in
+        its pause after a failure: an invocation never waits on an outage it already knows."""
+        with self._lock:
+            pending = self._out_of_sync
+        if not pending or self.health.active():
+            return self.unsynced
+        with suppress(SharedStoreUnavailable):
+            self.flush()
+        return self.unsynced
 
     @property
     def unsynced(self) -> int:
@@ -496,7 +476,7 @@ def _ms(seconds: float) -> int:
 
 
 def make_store(
-    client: Any | None, *, health: RedisFallback | None = None, on_outage: OnOutage = "wait"
+    client: Any | None, *, health: RedisHealth | None = None, on_outage: OnOutage = "wait"
 ) -> IdempotencyStore:
     """Shared on Redis when REDIS_URL is set, in-process otherwise."""
     if client is None:

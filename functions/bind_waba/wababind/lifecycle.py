@@ -8,7 +8,8 @@ https://www.alibabacloud.com/help/en/functioncompute/fc/lifecycle-hooks-for-func
     instance start ── initialize: the handler's modules, settings, SDK import, CAMS client,
                       Redis connection
     invocations ───── handlers find all of it built
-    instance stop ─── pre_stop: sink deliveries under way finish, Redis connection closes
+    instance stop ─── pre_stop: sink deliveries under way finish, store writes Redis missed
+                      are written (best effort), Redis connection closes
 """
 
 from __future__ import annotations
@@ -70,7 +71,8 @@ def redis_reachable(client: Any) -> bool:
 
 
 def pre_stop(context: Any) -> None:
-    """Let sink deliveries under way finish, then close the Redis connection."""
+    """Let sink deliveries under way finish, give Redis the store writes it missed, then close
+    the Redis connection."""
     runtime = current_runtime()
     if runtime is None:
         return
@@ -78,4 +80,9 @@ def pre_stop(context: Any) -> None:
     if unfinished:
         applog.log("WARNING", "instance stopping with sink deliveries under way", Count=unfinished)
     if runtime.redis is not None:
+        pending = runtime.store.flush_pending()
+        if pending:
+            applog.log(
+                "WARNING", "instance stopping with store writes Redis has not taken", Count=pending
+            )
         runtime.redis.close()

@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wababind.errors import SharedStoreUnavailable
-from wababind.fallback import OnOutage, RedisFallback
+from wababind.fallback import OnOutage, RedisHealth
 from wababind.outcome import Lane
 
 SPACING_START = 1.02  # slot interval = spacing / qps; where a fresh quota starts
@@ -340,7 +340,7 @@ class RedisRateLimiter(RateLimiter):
         key: str = DEFAULT_KEY,
         fallback_share: float = 0.25,
         on_outage: OnOutage = "local",
-        health: RedisFallback | None = None,
+        health: RedisHealth | None = None,
         share: float = DEFAULT_SHARE,
         tuning: Tuning | None = None,
     ):
@@ -351,7 +351,7 @@ class RedisRateLimiter(RateLimiter):
         self._script = client.register_script(_SCRIPT)
         self._on_outage = on_outage
         self._fallback = LocalRateLimiter(qps * fallback_share, share, tuning)
-        self.health = health or RedisFallback(  # the runtime shares one with the store
+        self.health = health or RedisHealth(  # the runtime shares one with the store
             "ratelimit",
             "Redis unreachable: rate limiting in-process at a conservative share of the quota"
             if on_outage == "local"
@@ -407,7 +407,7 @@ def make_rate_limiter(
     qps: float,
     client: Any | None,
     on_outage: OnOutage = "local",
-    health: RedisFallback | None = None,
+    health: RedisHealth | None = None,
     share: float = DEFAULT_SHARE,
 ) -> RateLimiter:
     """Shared on Redis when REDIS_URL is set, in-process otherwise. `on_outage` is what the

@@ -83,14 +83,14 @@ def reset_runtime() -> None:
 
 def build_runtime(settings: Settings) -> Runtime:
     from wababind.cams import CamsClient
-    from wababind.fallback import RedisFallback
+    from wababind.fallback import RedisHealth
     from wababind.idempotency import make_store
     from wababind.ratelimit import make_rate_limiter, redis_client
 
     client = redis_client(settings.redis_url) if settings.redis_url else None
     # One view of Redis's health for the limiter and the store: an outage is logged once.
     health = (
-        RedisFallback(on_outage=settings.on_redis_outage, ping=client.ping)
+        RedisHealth(on_outage=settings.on_redis_outage, ping=client.ping)
         if client is not None
         else None
     )

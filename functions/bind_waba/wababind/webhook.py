@@ -19,7 +19,6 @@ from wababind.outcome import Outcome
 from wababind.runtime import Runtime, get_runtime, start_invocation
 
 MAX_BODY = 64 * 1024
-REPLAY_WINDOW_S = 600.0  # the 5-minute tolerance, both directions
 RETRY_AFTER_S = "2"
 STORE_RETRY_AFTER_S = "5"  # Redis away: a failover takes seconds (fallback.RETRY_AFTER_S)
 SIGNATURE_HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
@@ -115,18 +114,16 @@ def _handle(event: bytes | str, context: Any, started: float) -> dict[str, Any]:
     )
     deliveries = runtime.dispatcher.deliver(outcome, inv.credentials, inv.finish_by)
     runtime.dispatcher.settle(deliveries, inv.finish_by)
-    return _answer(runtime, outcome, webhook_id)
+    runtime.store.flush_pending()  # FC freezes every thread once this returns
+    return _answer(outcome)
 
 
-def _answer(runtime: Runtime, outcome: Outcome, webhook_id: str | None) -> dict[str, Any]:
+def _answer(outcome: Outcome) -> dict[str, Any]:
     """The outcome record is the body, serialized once (`respond`'s JSON form)."""
     if outcome.status != "failed":
         return _json_response(200, outcome.to_json())
     if not outcome.retryable:
         return _json_response(502, outcome.to_json())
-    if webhook_id:
-        # The sender retries a 503 with the same webhook-id (Standard Webhooks): let it in.
-        runtime.store.forget(_seen_key(webhook_id))
     retry_after = STORE_RETRY_AFTER_S if outcome.code == SHARED_STORE_UNAVAILABLE else RETRY_AFTER_S
     return _json_response(503, outcome.to_json(), {"Retry-After": retry_after})
 
@@ -190,7 +187,13 @@ def _verifier(secret: str) -> Webhook:
 
 
 def _authenticate(runtime: Runtime, raw: str, headers: dict[str, str]) -> str | None:
-    """Standard Webhooks verification and replay guard; returns the webhook-id."""
+    """Standard Webhooks verification; returns the webhook-id.
+
+    The timestamp tolerance is the replay defence; a `webhook-id` seen before is not refused:
+    senders resend a message with the same id (new timestamp and signature) when they got no
+    answer. The id is the resend's EventId, and the bind is keyed by its WabaId, so a resend
+    meets the first bind's record (binder: claim → IN_PROGRESS → COMPLETED/FAILED) and gets
+    its answer: `duplicate`, the remembered failure, or the first bind's result while it runs."""
     global _warned_unconfigured
     settings = runtime.settings
     webhook_id = headers.get("webhook-id") or None
@@ -220,14 +223,7 @@ def _authenticate(runtime: Runtime, raw: str, headers: dict[str, str]) -> str | 
         raise _unauthorized(field, rule, str(exc)) from None
     except ValueError:  # a malformed signature entry (binascii.Error is a ValueError)
         raise _unauthorized("webhook-signature", "format", "malformed signature") from None
-    assert webhook_id is not None
-    if runtime.store.seen_before(_seen_key(webhook_id), REPLAY_WINDOW_S):
-        raise _unauthorized("webhook-id", "replayed", "this webhook-id was seen before")
     return webhook_id
-
-
-def _seen_key(webhook_id: str) -> str:
-    return f"webhook:{webhook_id}"
 
 
 def _unauthorized(field: str, rule: str, message: str) -> Reject:
