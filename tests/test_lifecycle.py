@@ -324,7 +324,7 @@ def test_a_bad_setting_never_fails_the_initializer_and_every_request_names_it(
     initialize(context())
     initialize(context())
     errors = [r for r in app_log(capsys.readouterr().err) if r["Level"] == "ERROR"]
-    assert len(errors) == 1 and "CAMS_QPS" in errors[0]["reason"]
+    assert len(errors) == 1 and "CAMS_QPS" in errors[0]["Reason"]
     answer = http_handler(http_event('{"WabaId": "1"}'), context())
     assert answer["statusCode"] == 500
     assert json.loads(answer["body"])["Code"] == "ConfigurationError"

@@ -15,7 +15,7 @@ from wababind import applog
 from wababind.errors import SHARED_STORE_UNAVAILABLE, ConfigError
 from wababind.models import FieldProblem, HttpTriggerEvent, parse_bind_request
 from wababind.outcome import Outcome
-from wababind.runtime import Runtime, get_runtime, start_invocation
+from wababind.runtime import Runtime, fc_request_id, get_runtime, start_invocation
 
 MAX_BODY = 64 * 1024
 REPLAY_WINDOW_S = 600.0  # the 5-minute tolerance, both directions
@@ -48,16 +48,26 @@ class Reject(Exception):
 
 
 def http_handler(event: bytes | str, context: Any) -> dict[str, Any]:
+    """Every answer is JSON: a rejection, an outcome, or, for anything unexpected, 500
+    `InternalError` with the FC request id (logged once, no trace; FC would answer a raised
+    exception with its own body and a stackTrace)."""
     started = time.monotonic()
-    try:
-        return _handle(event, context, started)
-    except Reject as rej:
-        body = {
-            "Code": rej.code,
-            "Message": rej.message,
-            "Errors": [p.to_json() for p in rej.problems],
-        }
-        return respond(rej.status, body, rej.headers)
+    request_id = fc_request_id(context)
+    with applog.Scope(FcRequestId=request_id):
+        try:
+            return _handle(event, context, started)
+        except Reject as rej:
+            body = {
+                "Code": rej.code,
+                "Message": rej.message,
+                "Errors": [p.to_json() for p in rej.problems],
+            }
+            return respond(rej.status, body, rej.headers)
+        except Exception as exc:
+            applog.unexpected("unexpected error in the HTTP function", exc)
+            message = "an unexpected error; the app log has it under this FcRequestId: retry"
+            body = {"Code": "InternalError", "Message": message, "Errors": []}
+            return respond(500, {**body, "RequestId": request_id})
 
 
 def respond(
@@ -109,11 +119,17 @@ def _handle(event: bytes | str, context: Any, started: float) -> dict[str, Any]:
         raise Reject(422, "InvalidRequest", "the bind request breaks a rule", *problems)
 
     inv = start_invocation(context, "interactive", started)
-    outcome = runtime.binder.bind(
-        bind_request, event_id=webhook_id or inv.request_id, source="http", inv=inv
-    )
-    deliveries = runtime.dispatcher.deliver(outcome, inv.credentials, inv.finish_by)
-    runtime.dispatcher.settle(deliveries, inv.finish_by)
+    try:
+        with applog.Scope(WabaId=bind_request.waba_id):
+            outcome = runtime.binder.bind(
+                bind_request, event_id=webhook_id or inv.request_id, source="http", inv=inv
+            )
+            deliveries = runtime.dispatcher.deliver(outcome, inv.credentials, inv.finish_by)
+            runtime.dispatcher.settle(deliveries, inv.finish_by)
+    except Exception:
+        if webhook_id:  # answered 500 InternalError: the sender's retry must get in
+            runtime.store.forget(_seen_key(webhook_id))
+        raise
     return _answer(runtime, outcome, webhook_id)
 
 
@@ -192,7 +208,7 @@ def _authenticate(runtime: Runtime, raw: str, headers: dict[str, str]) -> str | 
             return webhook_id
         if not _warned_unconfigured:
             _warned_unconfigured = True
-            applog.log("ERROR", "configuration error", reason="WEBHOOK_SECRET is not set")
+            applog.log("ERROR", "configuration error", Reason="WEBHOOK_SECRET is not set")
         raise Reject(
             500,
             "ConfigurationError",
