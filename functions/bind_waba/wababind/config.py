@@ -130,7 +130,7 @@ def check_redis_url(url: str) -> None:
         raise ConfigError(f"{name} may carry only the query parameters {', '.join(REDIS_QUERY)}")
     if parts.scheme == "unix":
         if not parts.path:
-            raise ConfigError(f"{name} must name the socket path (unix:///path/to/redis.sock)")
+            raise ConfigError(f"{name} with the unix scheme must name the socket's path")
     else:
         _port(parts, name)
         if not _is_host(parts.hostname or ""):
