@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+from contextlib import suppress
 from contextvars import ContextVar, Token
 from datetime import datetime, timezone
 from types import TracebackType
@@ -20,6 +21,7 @@ _lock = threading.Lock()
 # Per thread and per task: a ThreadPoolExecutor worker does not inherit its submitter's context,
 # so a task that logs opens its own `Scope` (batch.py does, per message).
 _context: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("wababind_applog", default=())
+_RAISED_IN = "_wababind_log_context"
 
 
 class Scope:
@@ -42,6 +44,10 @@ class Scope:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc is not None and not hasattr(exc, _RAISED_IN):
+            # the innermost scope it left: `unexpected` logs it with the WabaId it broke
+            with suppress(AttributeError):
+                setattr(exc, _RAISED_IN, _context.get())
         if self._token is not None:
             _context.reset(self._token)
 
@@ -72,4 +78,8 @@ def unexpected(message: str, exc: BaseException) -> None:
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     where = f"{tb.tb_frame.f_globals.get('__name__', '?')}:{tb.tb_lineno}" if tb else "?"
-    log("ERROR", message, Error=type(exc).__name__, At=where)
+    token = _context.set(getattr(exc, _RAISED_IN, _context.get()))
+    try:
+        log("ERROR", message, Error=type(exc).__name__, At=where)
+    finally:
+        _context.reset(token)

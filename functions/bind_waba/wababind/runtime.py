@@ -148,13 +148,18 @@ def _sinks(settings: Settings) -> list[Sink]:
             from wababind.sinks.sls import SlsSink
 
             assert settings.sls_endpoint and settings.sls_project and settings.sls_logstore
-            sinks.append(
-                SlsSink(
+            try:
+                sink = SlsSink(
                     endpoint=settings.sls_endpoint,
                     project=settings.sls_project,
                     logstore=settings.sls_logstore,
                 )
-            )
+            except ImportError:  # the package goes without it unless built for sls
+                raise ConfigError(
+                    "OUTCOME_SINKS has sls but the code package holds no SLS SDK: build it "
+                    "with OUTCOME_SINKS=log,sls (make package, s deploy)"
+                ) from None
+            sinks.append(sink)
     return sinks
 
 
