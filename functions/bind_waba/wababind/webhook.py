@@ -65,7 +65,7 @@ def http_handler(event: bytes | str, context: Any) -> dict[str, Any]:
             return respond(rej.status, body, rej.headers)
         except Exception as exc:
             applog.unexpected("unexpected error in the HTTP function", exc)
-            message = "an unexpected error; the app log has it under this FcRequestId: retry"
+            message = "something unexpected failed; retry (the app log has it by FcRequestId)"
             body = {"Code": "InternalError", "Message": message, "Errors": []}
             return respond(500, {**body, "RequestId": request_id})
 
