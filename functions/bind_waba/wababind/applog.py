@@ -12,30 +12,35 @@ import json
 import sys
 import threading
 from contextlib import suppress
-from contextvars import ContextVar, Token
 from datetime import datetime, timezone
 from types import TracebackType
 
 KIND = "AppLog"
 _lock = threading.Lock()
-# Per thread and per task: a ThreadPoolExecutor worker does not inherit its submitter's context,
-# so a task that logs opens its own `Scope` (batch.py does, per message).
-_context: ContextVar[tuple[tuple[str, str], ...]] = ContextVar("wababind_applog", default=())
+# Per thread: a ThreadPoolExecutor worker starts with nothing of its submitter's, so a task that
+# logs opens its own `Scope` (batch.py does, per message). A thread-local, not a ContextVar: no
+# asyncio here, and `contextvars` would be one more import at cold start.
+_local = threading.local()
 _RAISED_IN = "_wababind_log_context"
 
 
-class Scope:
-    """`with applog.Scope(FcRequestId=..., WabaId=...):` every line logged inside carries
-    these fields. One ContextVar set and reset: cheap enough for every request."""
+def _fields() -> tuple[tuple[str, str], ...]:
+    return getattr(_local, "fields", ())
 
-    __slots__ = ("_fields", "_token")
+
+class Scope:
+    """`with applog.Scope(FcRequestId=..., WabaId=...):` every line logged inside, on this
+    thread, carries these fields. Two attribute writes: cheap enough for every request."""
+
+    __slots__ = ("_fields", "_outer")
 
     def __init__(self, **fields: str | None) -> None:
         self._fields = tuple((k, v) for k, v in fields.items() if v)
-        self._token: Token[tuple[tuple[str, str], ...]] | None = None
+        self._outer: tuple[tuple[str, str], ...] = ()
 
     def __enter__(self) -> Scope:
-        self._token = _context.set(_context.get() + self._fields)
+        self._outer = _fields()
+        _local.fields = self._outer + self._fields
         return self
 
     def __exit__(
@@ -47,9 +52,8 @@ class Scope:
         if exc is not None and not hasattr(exc, _RAISED_IN):
             # the innermost scope it left: `unexpected` logs it with the WabaId it broke
             with suppress(AttributeError):
-                setattr(exc, _RAISED_IN, _context.get())
-        if self._token is not None:
-            _context.reset(self._token)
+                setattr(exc, _RAISED_IN, _fields())
+        _local.fields = self._outer
 
 
 def log(level: str, message: str, **fields: object) -> None:
@@ -60,7 +64,7 @@ def log(level: str, message: str, **fields: object) -> None:
         "Message": message,
         "Time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
     }
-    record.update(_context.get())
+    record.update(_fields())
     for name, value in fields.items():
         record[name] = (
             value if isinstance(value, (str, int, float, bool, type(None))) else str(value)
@@ -78,8 +82,9 @@ def unexpected(message: str, exc: BaseException) -> None:
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     where = f"{tb.tb_frame.f_globals.get('__name__', '?')}:{tb.tb_lineno}" if tb else "?"
-    token = _context.set(getattr(exc, _RAISED_IN, _context.get()))
+    outer = _fields()
+    _local.fields = getattr(exc, _RAISED_IN, outer)
     try:
         log("ERROR", message, Error=type(exc).__name__, At=where)
     finally:
-        _context.reset(token)
+        _local.fields = outer
