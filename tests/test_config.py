@@ -111,3 +111,37 @@ def test_a_callback_url_that_breaks_the_rules_is_a_config_error(url):
     with pytest.raises(ConfigError) as err:
         load_settings({"CALLBACK_URL": url})
     assert "CALLBACK_URL" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://127.0.0.1:6379/0",
+        "redis://r-t4nexample.redis.singapore.rds.aliyuncs.com:6379",
+        "redis://default:p%40ss@r-t4nexample.redis.rds.aliyuncs.com:6379/255",
+        "rediss://:pw@r-t4nexample.redis.rds.aliyuncs.com:6380/2?ssl_cert_reqs=none",
+        "redis://localhost/3?client_name=wababind",
+        "redis://[::1]:6379/0",
+        "unix:///var/run/redis.sock?db=1",
+    ],
+)
+def test_the_redis_urls_a_deployer_writes_are_accepted(url):
+    """The neighbours of the refused REDIS_URLs (test_broken_settings.py)."""
+    assert load_settings({"REDIS_URL": url}).redis_url == url
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"CAMS_REGION": "cn-shanghai-finance-1"},
+        {"CAMS_ENDPOINT": "cams.ap-southeast-1.aliyuncs.com:443"},
+        {"CALLBACK_ALLOWED_HOSTS": "hooks_1.example.com, Bücher.example"},
+        {"SLS_ENDPOINT": "ap-southeast-1-intranet.log.aliyuncs.com"},
+        {"SLS_ENDPOINT": "http://127.0.0.1:8080", "SLS_PROJECT": "abc", "SLS_LOGSTORE": "a_b-c"},
+    ],
+    ids=str,
+)
+def test_the_neighbours_of_refused_values_are_accepted(env):
+    settings = load_settings(env)
+    if "SLS_LOGSTORE" in env:
+        assert (settings.sls_project, settings.sls_logstore) == ("abc", "a_b-c")

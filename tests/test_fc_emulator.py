@@ -364,12 +364,20 @@ def test_an_oversized_async_payload_is_refused(local_fc):
 # --- handler errors and the context ------------------------------------------------------------
 
 
-def test_an_unhandled_exception_is_reported_as_fc_does_without_a_traceback(probe_fc):
+def test_an_unhandled_exception_is_reported_as_fc_does_with_the_handler_s_stack(probe_fc):
+    """FC's body: message, type and `stackTrace` from the handler's frame down, none of its own."""
     raw = signed_invoke(probe_fc, "probe", b'{"raise": true}')
     assert raw.status_code == 200
     assert raw.headers["x-fc-error-type"] == "UnhandledInvocationError"
-    assert raw.json() == {"errorMessage": "the probe was asked to fail", "errorType": "ValueError"}
-    assert "Traceback" not in raw.text and "probe_index.py" not in raw.text
+    body = raw.json()
+    assert (body["errorMessage"], body["errorType"]) == (
+        "the probe was asked to fail",
+        "ValueError",
+    )
+    [(file, line, function, code)] = body["stackTrace"]
+    assert file.endswith('probe_index.py"') and line.startswith("line ")
+    assert (function, code) == ("in handler", 'raise ValueError("the probe was asked to fail")')
+    assert "Traceback" not in raw.text and "fc_emulator" not in raw.text
 
     error = fc_error(
         lambda: probe_fc.client().invoke_function(probe_fc.service, "probe", payload=b'{"raise":1}')
@@ -387,8 +395,12 @@ def test_the_mq_handler_raising_for_redelivery_reaches_fc2_as_a_function_error(s
             fc.service, "bind-waba-mq", payload=b'{"WabaId":"4000000000000050"}'
         )
     )
-    assert json.loads(error.message)["errorType"] == "RetryableBatchError"
+    body = json.loads(error.message)
+    assert body["errorType"] == "RetryableBatchError"
     assert "Traceback" not in error.message
+    # raised again by index.mq_handler without its traceback: that one line, none of the package
+    [(file, _, function, code)] = body["stackTrace"]
+    assert file.endswith('index.py"') and function == "in mq_handler" and code.startswith("raise")
 
 
 def test_the_handler_gets_fc_context_fields(probe_fc):

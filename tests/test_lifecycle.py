@@ -19,9 +19,9 @@ import redis
 from tests.fixtures.fc import free_port, local_env
 from tests.fixtures.handlers import WEBHOOK_SECRET, http_event, signed_event
 from wababind.credentials import Credentials
-from wababind.lifecycle import REDIS_UNREACHABLE, initialize, pre_stop
+from wababind.lifecycle import NO_REDIS, REDIS_UNREACHABLE, initialize, pre_stop
 from wababind.outcome import Outcome
-from wababind.runtime import get_runtime
+from wababind.runtime import get_runtime, reset_runtime
 from wababind.sinks.dispatch import Dispatcher
 from wababind.webhook import http_handler
 from wababind_local.fc_emulator import FcEmulator
@@ -296,6 +296,22 @@ def test_redis_out_of_reach_is_said_once_at_start_and_fails_nothing(
     assert "redis://" not in json.dumps(warnings)  # the URL may hold a password
 
 
+def test_without_redis_url_the_initializer_says_once_what_it_costs(
+    wababind_env, monkeypatch, redis_url, context, capsys
+):
+    """FC runs one request per instance: without a shared Redis, the quota and "never twice"
+    hold per instance only. One WARNING line per instance, none when REDIS_URL is set."""
+    initialize(context())  # FC runs it once per instance
+    warnings = [r for r in app_log(capsys.readouterr().err) if r["Message"] == NO_REDIS]
+    assert len(warnings) == 1 and warnings[0]["Level"] == "WARNING"
+    assert "per instance" in NO_REDIS and "\n" not in NO_REDIS
+    monkeypatch.setenv("REDIS_URL", redis_url)
+    reset_runtime()
+    initialize(context())
+    assert not [r for r in app_log(capsys.readouterr().err) if r["Message"] == NO_REDIS]
+    pre_stop(context())
+
+
 def test_the_initializer_opens_the_redis_connection(wababind_env, monkeypatch, redis_url, context):
     monkeypatch.setenv("REDIS_URL", redis_url)
     watcher = redis.Redis.from_url(redis_url)
@@ -324,7 +340,7 @@ def test_a_bad_setting_never_fails_the_initializer_and_every_request_names_it(
     initialize(context())
     initialize(context())
     errors = [r for r in app_log(capsys.readouterr().err) if r["Level"] == "ERROR"]
-    assert len(errors) == 1 and "CAMS_QPS" in errors[0]["reason"]
+    assert len(errors) == 1 and "CAMS_QPS" in errors[0]["Reason"]
     answer = http_handler(http_event('{"WabaId": "1"}'), context())
     assert answer["statusCode"] == 500
     assert json.loads(answer["body"])["Code"] == "ConfigurationError"

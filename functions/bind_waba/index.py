@@ -24,10 +24,18 @@ def http_handler(event: bytes | str, context: Any) -> dict[str, Any]:
 
 
 def mq_handler(event: bytes | str, context: Any) -> str:
-    """The MQ function (`wababind.batch`)."""
+    """The MQ function (`wababind.batch`). It raises so that the trigger redelivers; FC answers
+    an exception with its type, message and `stackTrace` (FC docs, "Error handling":
+    https://www.alibabacloud.com/help/en/functioncompute/fc/error-handling-1-1). Raised again
+    from here without its traceback or cause, the trace is this one line, none of the package."""
     from wababind.batch import mq_handler as handle
+    from wababind.errors import WababindError
 
-    return handle(event, context)
+    try:
+        return handle(event, context)
+    except WababindError as exc:  # batch.mq_handler raises nothing else
+        error = exc
+    raise error.with_traceback(None) from None
 
 
 def initialize(context: Any) -> None:

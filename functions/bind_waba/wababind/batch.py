@@ -9,18 +9,36 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+from wababind import applog
 from wababind.binder import Invocation
-from wababind.errors import INVALID_MESSAGE, RetryableBatchError
+from wababind.errors import INVALID_MESSAGE, InternalError, RetryableBatchError, WababindError
 from wababind.events import QueueMessage, parse_mq_event
 from wababind.models import parse_bind_request
 from wababind.outcome import Lane, Outcome, utcnow
-from wababind.runtime import Runtime, get_runtime, start_invocation
+from wababind.runtime import Runtime, fc_request_id, get_runtime, start_invocation
 from wababind.sinks.dispatch import Delivery
 
 
 def mq_handler(event: bytes | str, context: Any) -> str:
-    """Returns the JSON summary; raises RetryableBatchError so the trigger redelivers."""
+    """Returns the JSON summary; raises so that the trigger redelivers: RetryableBatchError,
+    ConfigError (naming the variable) or, for anything unexpected, InternalError with the FC
+    request id only (logged once, no trace). index.mq_handler raises it without our frames."""
     started = time.monotonic()
+    request_id = fc_request_id(context)
+    with applog.Scope(FcRequestId=request_id):
+        try:
+            return _handle(event, context, started)
+        except WababindError:
+            raise
+        except Exception as exc:
+            applog.unexpected("unexpected error in the MQ function", exc)
+            raise InternalError(
+                f"an unexpected error (FC request id {request_id}, see the app log); "
+                "redeliver the batch (bound messages will answer duplicate)"
+            ) from None
+
+
+def _handle(event: bytes | str, context: Any, started: float) -> str:
     runtime = get_runtime()
     inv = start_invocation(context, "bulk", started)
     messages = parse_mq_event(event, inv.request_id)
@@ -28,9 +46,10 @@ def mq_handler(event: bytes | str, context: Any) -> str:
     deliveries: list[Delivery] = []
 
     def bind_one(message: QueueMessage) -> Outcome:
-        outcome = _bind_message(runtime, message, inv)
-        deliveries.extend(runtime.dispatcher.deliver(outcome, inv.credentials, inv.finish_by))
-        return outcome
+        with applog.Scope(FcRequestId=inv.request_id):  # a pool thread has no context of ours
+            outcome = _bind_message(runtime, message, inv)
+            deliveries.extend(runtime.dispatcher.deliver(outcome, inv.credentials, inv.finish_by))
+            return outcome
 
     workers = max(1, min(runtime.workers, len(messages)))
     with ThreadPoolExecutor(workers, "bind") as pool:
@@ -66,7 +85,10 @@ def _bind_message(runtime: Runtime, message: QueueMessage, inv: Invocation) -> O
         detail = "; ".join(f"{p.field}: {p.message} (rule {p.rule})" for p in problems)
         waba_id = message.body.get("WabaId") if isinstance(message.body, dict) else None
         return _invalid(message, inv, detail, waba_id if isinstance(waba_id, str) else None)
-    return runtime.binder.bind(request, event_id=message.event_id, source=message.source, inv=inv)
+    with applog.Scope(WabaId=request.waba_id):
+        return runtime.binder.bind(
+            request, event_id=message.event_id, source=message.source, inv=inv
+        )
 
 
 def _invalid(

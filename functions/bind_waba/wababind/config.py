@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from ipaddress import ip_address
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, parse_qs, urlsplit
 
 from wababind.errors import ConfigError
 from wababind.fallback import ON_OUTAGE_CHOICES, OnOutage
@@ -47,6 +48,23 @@ class Settings:
     on_redis_outage: OnOutage = "wait"  # what binds do while REDIS_URL is set but unreachable
 
 
+# Host names: dot-separated labels of 1-63 letters, digits, hyphens (RFC 1123) and the
+# underscores some DNS names carry (the callback rule accepts them too).
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(?:\.{_LABEL})*$")
+# Alibaba Cloud region ids: ap-southeast-1, cn-hangzhou, cn-shanghai-finance-1 ...
+_REGION = re.compile(r"^[a-z]+(?:-[a-z0-9]+)+$")
+# SLS names (https://www.alibabacloud.com/help/en/sls/developer-reference/logstores): 3 to 63
+# lowercase letters, digits, hyphens (and underscores in a logstore), alphanumeric at both ends.
+_SLS_NAMES = {
+    "SLS_PROJECT": re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"),
+    "SLS_LOGSTORE": re.compile(r"^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$"),
+}
+# What REDIS_URL may carry in its query: redis-py hands every query parameter to the
+# connection, where an unknown one fails at the first command and a timeout overrides ours.
+REDIS_QUERY = ("db", "client_name", "ssl_cert_reqs", "ssl_ca_certs", "ssl_check_hostname")
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -56,23 +74,99 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-def parse_cams_endpoint(value: str) -> CamsEndpoint:
+def _is_host(host: str) -> bool:
+    """A DNS host name or an IP address literal."""
+    try:
+        ip_address(host)
+        return True
+    except ValueError:
+        return bool(_HOST_NAME.match(host))
+
+
+def _port(parts: SplitResult, name: str) -> int | None:
+    """The URL's port, None when it names none; a port that is no number in 1-65535 (`63a79`,
+    `0`, `99999`, a bare `:`) is a ConfigError: urllib raises ValueError only when asked."""
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0 or parts.netloc.endswith(":"):
+        raise ConfigError(f"{name} has a port that is not a number between 1 and 65535")
+    return port
+
+
+def parse_endpoint(value: str, name: str = "CAMS_ENDPOINT") -> CamsEndpoint:
     """A bare host means https; `http://host:port` is accepted only for a loopback host."""
     if "://" not in value:
         value = "https://" + value
     parts = urlsplit(value)
-    try:
-        port = parts.port
-    except ValueError:
-        port = -1
+    port = _port(parts, name)
     host = parts.hostname or ""
-    if parts.scheme not in ("http", "https") or not host or port == -1:
-        raise ConfigError("CAMS_ENDPOINT must be a host name or http(s)://host[:port]")
-    if parts.path not in ("", "/") or parts.query or parts.username:
-        raise ConfigError("CAMS_ENDPOINT must not carry a path, query or user info")
+    if parts.scheme not in ("http", "https") or not _is_host(host):
+        raise ConfigError(f"{name} must be a host name or http(s)://host[:port]")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or "@" in parts.netloc:
+        raise ConfigError(f"{name} must not carry a path, query or user info")
     if parts.scheme == "http" and not _is_loopback(host):
-        raise ConfigError("CAMS_ENDPOINT may use plain http only for a loopback host")
+        raise ConfigError(f"{name} may use plain http only for a loopback host")
     return CamsEndpoint(host, parts.scheme, port or (443 if parts.scheme == "https" else 80))
+
+
+def parse_cams_endpoint(value: str) -> CamsEndpoint:
+    """CAMS_ENDPOINT, checked (`parse_endpoint`)."""
+    return parse_endpoint(value, "CAMS_ENDPOINT")
+
+
+def check_redis_url(url: str) -> None:
+    """Everything redis-py would take silently or fail on only at the first command: a port that
+    is no number, a db that is not one (redis-py then uses db 0, another application's
+    keyspace), no host, a query parameter the connection does not know. Never echoes the URL:
+    it may hold a password."""
+    name = "REDIS_URL"
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise ConfigError(f"{name} must be a redis://, rediss:// or unix:// URL")
+    query = parse_qs(parts.query, keep_blank_values=True)
+    if any(key not in REDIS_QUERY for key in query) or any(len(v) > 1 for v in query.values()):
+        raise ConfigError(f"{name} may carry only the query parameters {', '.join(REDIS_QUERY)}")
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise ConfigError(f"{name} with the unix scheme must name the socket's path")
+    else:
+        _port(parts, name)
+        if not _is_host(parts.hostname or ""):
+            raise ConfigError(f"{name} must name a host (redis://host:port/db)")
+    db = query.get("db", [parts.path.strip("/") if parts.scheme != "unix" else ""])[0]
+    if db and not (db.isascii() and db.isdigit()):
+        raise ConfigError(f"{name} has a database that is not a number (redis://host:port/0)")
+    if parts.scheme != "rediss" and any(key.startswith("ssl_") for key in query):
+        raise ConfigError(f"{name}: ssl_ parameters need a rediss:// URL")
+    cert_reqs = query.get("ssl_cert_reqs", ["required"])[0].lower()
+    if cert_reqs not in ("none", "optional", "required"):
+        raise ConfigError(f"{name}: ssl_cert_reqs must be none, optional or required")
+
+
+def _sls_name(env: Mapping[str, str], name: str) -> str | None:
+    value = _optional(env, name)
+    if value is not None and not _SLS_NAMES[name].match(value):
+        raise ConfigError(
+            f"{name} must be 3 to 63 lowercase letters, digits or hyphens"
+            + (" or underscores" if name == "SLS_LOGSTORE" else "")
+            + ", a letter or digit at both ends"
+        )
+    return value
+
+
+def _hosts(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma list of host names (no scheme, port, path or wildcard)."""
+    from wababind.ssrf import normalize_host
+
+    hosts = []
+    for raw in _list(env, name):
+        host = normalize_host(raw)
+        if host is None or not _HOST_NAME.match(host):
+            raise ConfigError(f"{name} must be a comma list of host names (hooks.example.com)")
+        hosts.append(raw)
+    return tuple(hosts)
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
@@ -127,22 +221,28 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if problem is not None:
             raise ConfigError(f"CALLBACK_URL breaks the callback rule {problem[0]!r}")
 
-    sls = {n: _optional(env, n) for n in ("SLS_ENDPOINT", "SLS_PROJECT", "SLS_LOGSTORE")}
+    sls = {
+        "SLS_ENDPOINT": _optional(env, "SLS_ENDPOINT"),
+        "SLS_PROJECT": _sls_name(env, "SLS_PROJECT"),
+        "SLS_LOGSTORE": _sls_name(env, "SLS_LOGSTORE"),
+    }
+    if sls["SLS_ENDPOINT"] is not None:
+        parse_endpoint(sls["SLS_ENDPOINT"], "SLS_ENDPOINT")
     if "sls" in sinks:
         for name, value in sls.items():
             if value is None:
                 raise ConfigError(f"{name} is required when OUTCOME_SINKS has sls")
 
     redis_url = _optional(env, "REDIS_URL")
-    if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+    if redis_url is not None:
+        check_redis_url(redis_url)
     on_redis_outage = _on_redis_outage(env)
 
     return Settings(
-        cams_endpoint=parse_cams_endpoint(
+        cams_endpoint=parse_endpoint(
             env.get("CAMS_ENDPOINT", "").strip() or "cams.ap-southeast-1.aliyuncs.com"
         ),
-        cams_region=env.get("CAMS_REGION", "").strip() or "ap-southeast-1",
+        cams_region=_region(env),
         cams_qps=_number(env, "CAMS_QPS", 10, 0.1, 10_000),
         interactive_max_share=_number(env, "INTERACTIVE_MAX_SHARE", 0.5, 0.05, 1),
         cams_timeout_s=_number(env, "CAMS_TIMEOUT_S", 5, 0.1, 300),
@@ -151,7 +251,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         outcome_sinks=sinks,
         callback_url=callback_url,
         callback_secret=callback_secret,
-        callback_allowed_hosts=_list(env, "CALLBACK_ALLOWED_HOSTS"),
+        callback_allowed_hosts=_hosts(env, "CALLBACK_ALLOWED_HOSTS"),
         insecure_callbacks=insecure,
         sls_endpoint=sls["SLS_ENDPOINT"],
         sls_project=sls["SLS_PROJECT"],
@@ -160,6 +260,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         idempotency_ttl_s=_number(env, "IDEMPOTENCY_TTL_S", 86400, 1, 366 * 86400),
         on_redis_outage=on_redis_outage,
     )
+
+
+def _region(env: Mapping[str, str]) -> str:
+    region = env.get("CAMS_REGION", "").strip() or "ap-southeast-1"
+    if not _REGION.match(region):
+        raise ConfigError("CAMS_REGION must be a region id such as ap-southeast-1")
+    return region
 
 
 def _on_redis_outage(env: Mapping[str, str]) -> OnOutage:

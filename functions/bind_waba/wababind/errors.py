@@ -46,3 +46,9 @@ class SharedStoreUnavailable(WababindError):
 
 class RetryableBatchError(WababindError):
     """Raised by the MQ handler so the trigger redelivers a batch with retryable failures."""
+
+
+class InternalError(WababindError):
+    """Something no step expected failed; raised by the MQ handler so the trigger redelivers the
+    batch. The message holds the FC request id only; the app log has the exception's type and
+    the line that raised it (`applog.unexpected`)."""

@@ -21,12 +21,18 @@ from typing import Any
 from wababind import applog
 from wababind.credentials import credentials_from
 from wababind.errors import ConfigError
-from wababind.runtime import current_runtime, get_runtime
+from wababind.runtime import current_runtime, fc_request_id, get_runtime
 
 PRE_STOP_FLUSH_S = 8.0  # below s.yaml's preStop timeout (10 s)
 REDIS_UNREACHABLE = (
     "REDIS_URL is set but Redis is unreachable at start: the function must run in the VPC of "
     "the Redis instance (deploy with s.vpc.yaml); until it answers, binds follow ON_REDIS_OUTAGE"
+)
+NO_REDIS = (
+    "REDIS_URL is not set: the quota (CAMS_QPS) and never binding a WabaId twice hold per "
+    "instance only. FC runs one request per instance, so concurrent signups are concurrent "
+    "instances, each with its own limiter and memory; set REDIS_URL (deploy with s.vpc.yaml) "
+    "to share them"
 )
 # The module each entry point of index.py imports on its first call, by handler name. The webhook
 # module brings the edge models and standardwebhooks; the batch module the queue formats and
@@ -48,7 +54,16 @@ def initialize(context: Any) -> None:
     otherwise pay for.
 
     Never raises: a failing initializer makes FC fail the invocation and start another
-    instance, over and over. A bad setting is logged once here and answered by every handler."""
+    instance, over and over. A bad setting is logged once here and answered by every handler;
+    anything else is logged once, without a trace, and the first request builds what is left."""
+    with applog.Scope(FcRequestId=fc_request_id(context)):
+        try:
+            _initialize(context)
+        except Exception as exc:
+            applog.unexpected("unexpected error in the initializer", exc)
+
+
+def _initialize(context: Any) -> None:
     for name in handler_modules(context):
         importlib.import_module(name)
     try:
@@ -58,6 +73,8 @@ def initialize(context: Any) -> None:
     runtime.binder.cams.prepare(credentials_from(context))
     if runtime.redis is not None:
         redis_reachable(runtime.redis)
+    else:
+        applog.log("WARNING", NO_REDIS, Component="redis")
 
 
 def redis_reachable(client: Any) -> bool:

@@ -14,6 +14,7 @@ from wababind.binder import Binder, Invocation
 from wababind.config import Settings, load_settings
 from wababind.credentials import credentials_from
 from wababind.errors import ConfigError
+from wababind.idempotency import IdempotencyStore  # loaded with the binder anyway
 from wababind.models import CallbackPolicy
 from wababind.outcome import Lane
 from wababind.sinks.base import Sink
@@ -38,7 +39,7 @@ class Runtime:
     binder: Binder
     dispatcher: Dispatcher
     policy: CallbackPolicy
-    store: Any  # IdempotencyStore; also the webhook-id replay guard
+    store: IdempotencyStore  # also the webhook-id replay guard
     workers: int  # concurrent binds in one MQ batch
     redis: Any = None  # redis.Redis when REDIS_URL is set
 
@@ -63,7 +64,7 @@ def get_runtime() -> Runtime:
             _runtime = build_runtime(load_settings())
         except ConfigError as exc:
             _config_error = exc
-            applog.log("ERROR", "configuration error", reason=str(exc))
+            applog.log("ERROR", "configuration error", Reason=str(exc))
             raise
         return _runtime
 
@@ -147,14 +148,24 @@ def _sinks(settings: Settings) -> list[Sink]:
             from wababind.sinks.sls import SlsSink
 
             assert settings.sls_endpoint and settings.sls_project and settings.sls_logstore
-            sinks.append(
-                SlsSink(
+            try:
+                sink = SlsSink(
                     endpoint=settings.sls_endpoint,
                     project=settings.sls_project,
                     logstore=settings.sls_logstore,
                 )
-            )
+            except ImportError:  # the package goes without it unless built for sls
+                raise ConfigError(
+                    "OUTCOME_SINKS has sls but the code package holds no SLS SDK: build it "
+                    "with OUTCOME_SINKS=log,sls (make package, s deploy)"
+                ) from None
+            sinks.append(sink)
     return sinks
+
+
+def fc_request_id(context: Any) -> str:
+    """FC's id of this invocation (`context.request_id`); "local" when run without FC."""
+    return str(getattr(context, "request_id", "") or "local")
 
 
 def start_invocation(context: Any, lane: Lane, started: float | None = None) -> Invocation:
@@ -167,7 +178,7 @@ def start_invocation(context: Any, lane: Lane, started: float | None = None) -> 
         timeout = DEFAULT_TIMEOUT_S
     reserve = min(max(1.0, timeout * 0.1), 10.0)
     return Invocation(
-        request_id=str(getattr(context, "request_id", "") or "local"),
+        request_id=fc_request_id(context),
         lane=lane,
         credentials=credentials_from(context),
         deadline=started + max(timeout - reserve, timeout / 2),

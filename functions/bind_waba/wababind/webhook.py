@@ -16,7 +16,7 @@ from wababind import applog
 from wababind.errors import SHARED_STORE_UNAVAILABLE, ConfigError
 from wababind.models import FieldProblem, HttpTriggerEvent, parse_bind_request
 from wababind.outcome import Outcome
-from wababind.runtime import Runtime, get_runtime, start_invocation
+from wababind.runtime import Runtime, fc_request_id, get_runtime, start_invocation
 
 MAX_BODY = 64 * 1024
 RETRY_AFTER_S = "2"
@@ -48,16 +48,26 @@ class Reject(Exception):
 
 
 def http_handler(event: bytes | str, context: Any) -> dict[str, Any]:
+    """Every answer is JSON: a rejection, an outcome, or, for anything unexpected, 500
+    `InternalError` with the FC request id (logged once, no trace; FC would answer a raised
+    exception with its own body and a stackTrace)."""
     started = time.monotonic()
-    try:
-        return _handle(event, context, started)
-    except Reject as rej:
-        body = {
-            "Code": rej.code,
-            "Message": rej.message,
-            "Errors": [p.to_json() for p in rej.problems],
-        }
-        return respond(rej.status, body, rej.headers)
+    request_id = fc_request_id(context)
+    with applog.Scope(FcRequestId=request_id):
+        try:
+            return _handle(event, context, started)
+        except Reject as rej:
+            body = {
+                "Code": rej.code,
+                "Message": rej.message,
+                "Errors": [p.to_json() for p in rej.problems],
+            }
+            return respond(rej.status, body, rej.headers)
+        except Exception as exc:
+            applog.unexpected("unexpected error in the HTTP function", exc)
+            message = "something unexpected failed; retry (the app log has it by FcRequestId)"
+            body = {"Code": "InternalError", "Message": message, "Errors": []}
+            return respond(500, {**body, "RequestId": request_id})
 
 
 def respond(
@@ -109,11 +119,12 @@ def _handle(event: bytes | str, context: Any, started: float) -> dict[str, Any]:
         raise Reject(422, "InvalidRequest", "the bind request breaks a rule", *problems)
 
     inv = start_invocation(context, "interactive", started)
-    outcome = runtime.binder.bind(
-        bind_request, event_id=webhook_id or inv.request_id, source="http", inv=inv
-    )
-    deliveries = runtime.dispatcher.deliver(outcome, inv.credentials, inv.finish_by)
-    runtime.dispatcher.settle(deliveries, inv.finish_by)
+    with applog.Scope(WabaId=bind_request.waba_id):
+        outcome = runtime.binder.bind(
+            bind_request, event_id=webhook_id or inv.request_id, source="http", inv=inv
+        )
+        deliveries = runtime.dispatcher.deliver(outcome, inv.credentials, inv.finish_by)
+        runtime.dispatcher.settle(deliveries, inv.finish_by)
     runtime.store.flush_pending()  # FC freezes every thread once this returns
     return _answer(outcome)
 
@@ -202,7 +213,7 @@ def _authenticate(runtime: Runtime, raw: str, headers: dict[str, str]) -> str | 
             return webhook_id
         if not _warned_unconfigured:
             _warned_unconfigured = True
-            applog.log("ERROR", "configuration error", reason="WEBHOOK_SECRET is not set")
+            applog.log("ERROR", "configuration error", Reason="WEBHOOK_SECRET is not set")
         raise Reject(
             500,
             "ConfigurationError",

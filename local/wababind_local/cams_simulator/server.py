@@ -1,4 +1,8 @@
-"""The HTTP layer: a threaded loopback server whose handler hands each request to the simulator."""
+"""The HTTP layer: a threaded loopback server whose handler hands each request to a backend.
+
+The backend (CamsSimulator) is known here only by its shape, `Backend`: the simulator imports
+this module, never the other way round.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,35 @@ import contextlib
 import socket
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from wababind_local.cams_simulator.answers import _Answer, _json
 
-if TYPE_CHECKING:
-    from wababind_local.cams_simulator.simulator import CamsSimulator
-
 MAX_BODY = 1 << 20
+
+
+class Backend(Protocol):
+    """What answers each request (CamsSimulator)."""
+
+    def handle_control(self, method: str, path: str, query: str, body: bytes) -> _Answer:
+        """A `/_sim/` control request."""
+        ...
+
+    def handle_rpc(
+        self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
+    ) -> _Answer:
+        """An API request, as CAMS answers it."""
+        ...
+
+    def pause(self, seconds: float) -> bool:
+        """Wait `seconds` (an answer's latency); True when the backend stops meanwhile."""
+        ...
 
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    sim: CamsSimulator
+    sim: Backend
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self._open: set[socket.socket] = set()
@@ -79,11 +98,11 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         sim = self.server.sim
         if path.startswith("/_sim/"):
-            self._send(sim._handle_control(self.command, path, query, body))
+            self._send(sim.handle_control(self.command, path, query, body))
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
-        answer = sim._handle_rpc(self.command, path, query, headers, body)
-        if answer.delay_s > 0 and sim._stopping.wait(answer.delay_s):
+        answer = sim.handle_rpc(self.command, path, query, headers, body)
+        if answer.delay_s > 0 and sim.pause(answer.delay_s):
             answer.drop = True
         if answer.drop:
             self.close_connection = True

@@ -275,7 +275,7 @@ class CamsSimulator:
 
     # --- the RPC action --------------------------------------------------------------------
 
-    def _handle_rpc(
+    def handle_rpc(
         self, method: str, path: str, query: str, headers: dict[str, str], body: bytes
     ) -> _Answer:
         request_id = _request_id()
@@ -457,7 +457,11 @@ class CamsSimulator:
 
     # --- the control API -------------------------------------------------------------------
 
-    def _handle_control(self, method: str, path: str, query: str, body: bytes) -> _Answer:
+    def pause(self, seconds: float) -> bool:
+        """An answer's latency; True when the simulator stops meanwhile (server.Backend)."""
+        return self._stopping.wait(seconds)
+
+    def handle_control(self, method: str, path: str, query: str, body: bytes) -> _Answer:
         try:
             doc = json.loads(body) if body.strip() else {}
             if not isinstance(doc, dict):

@@ -237,7 +237,7 @@ class FcEmulator:
             context = self.context(spec, request_id)
             _run_bounded(f"fc-init-{spec.name}", partial(hook, context), spec.initializer_timeout)
             self._initialized.add(spec.name)
-            self._log(f"{spec.name}: initializer {spec.initializer} done")
+            self.log(f"{spec.name}: initializer {spec.initializer} done")
 
     def _stop_instances(self) -> None:
         """preStop of every instance that was initialized, each within its timeout."""
@@ -250,7 +250,7 @@ class FcEmulator:
             try:
                 _run_bounded(f"fc-prestop-{name}", partial(hook, context), spec.pre_stop_timeout)
             except Exception as exc:
-                self._log(f"{name}: preStop failed: {type(exc).__name__}: {exc}")
+                self.log(f"{name}: preStop failed: {type(exc).__name__}: {exc}")
         self._initialized.clear()
 
     def invoke(
@@ -287,7 +287,7 @@ class FcEmulator:
         try:
             body, content_type = _output(self._call(spec, payload, request_id))
         except Exception as exc:
-            self._log(f"{spec.name} {request_id}: {UNHANDLED} {type(exc).__name__}: {exc}")
+            self.log(f"{spec.name} {request_id}: {UNHANDLED} {type(exc).__name__}: {exc}")
             body, content_type = _error_body(exc), "application/json"
             headers.append(("x-fc-error-type", UNHANDLED))
         headers.append(("Content-Type", content_type))
@@ -312,7 +312,7 @@ class FcEmulator:
                 self._call(spec, payload, request_id)
                 return
             except Exception as exc:
-                self._log(
+                self.log(
                     f"{spec.name} {request_id} (async, try {attempt + 1}/"
                     f"{spec.async_retries + 1}): {type(exc).__name__}: {exc}"
                 )
@@ -409,7 +409,7 @@ class FcEmulator:
             result = self._call(spec, http_trigger_event(request, request_id), request_id)
             reply = http_reply(result)
         except Exception as exc:
-            self._log(f"{spec.name} {request_id}: {UNHANDLED} {type(exc).__name__}: {exc}")
+            self.log(f"{spec.name} {request_id}: {UNHANDLED} {type(exc).__name__}: {exc}")
             reply = Reply(
                 502,
                 [("Content-Type", "application/json"), ("x-fc-error-type", UNHANDLED)],
@@ -417,7 +417,7 @@ class FcEmulator:
             )
         return Reply(reply.status, [*reply.headers, ("x-fc-request-id", request_id)], reply.body)
 
-    def _log(self, line: str) -> None:
+    def log(self, line: str) -> None:
         if self._verbose:
             print(f"[fc-emulator] {line}", file=sys.stderr, flush=True)
 

@@ -1,17 +1,30 @@
-"""The HTTP layer: a threaded server whose handler reads each request and hands it to FcEmulator."""
+"""The HTTP layer: a threaded server whose handler reads each request and hands it to a backend.
+
+The backend (FcEmulator) is known here only by its shape, `Backend`: the emulator imports this
+module, never the other way round.
+"""
 
 from __future__ import annotations
 
 import sys
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from wababind_local.fc_emulator.fc_api import MAX_SYNC_PAYLOAD, Reply, fc_error
 from wababind_local.fc_emulator.http_trigger import _Headers, _Request
 
-if TYPE_CHECKING:
-    from wababind_local.fc_emulator.emulator import FcEmulator
+
+class Backend(Protocol):
+    """What answers each request (FcEmulator)."""
+
+    def handle(self, request: _Request) -> Reply:
+        """FC's answer to one HTTP request."""
+        ...
+
+    def log(self, line: str) -> None:
+        """One line for the operator (verbose mode)."""
+        ...
 
 
 class _Server(ThreadingHTTPServer):
@@ -19,7 +32,7 @@ class _Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
     def __init__(
-        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], owner: FcEmulator
+        self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], owner: Backend
     ):
         self.emulator = owner
         super().__init__(address, handler)
@@ -27,7 +40,7 @@ class _Server(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that went away mid-answer: one line when verbose, never a traceback."""
         exc = sys.exc_info()[1]
-        self.emulator._log(f"connection from {client_address[0]}: {type(exc).__name__}")
+        self.emulator.log(f"connection from {client_address[0]}: {type(exc).__name__}")
 
 
 class _RequestHandler(BaseHTTPRequestHandler):
@@ -54,7 +67,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         )
         reply = self.server.emulator.handle(request)
         self._send(reply)
-        self.server.emulator._log(f"{self.command} {self.path} → {reply.status}")
+        self.server.emulator.log(f"{self.command} {self.path} → {reply.status}")
 
     def _read_body(self) -> bytes:
         if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
