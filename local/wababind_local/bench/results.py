@@ -27,6 +27,9 @@ class Run:
     jitter_ms: float = 0.0  # the simulator's gateway jitter
     redis_commands: int | None = None  # every command Redis ran for the load (INFO commandstats)
     redis_scripts: int | None = None  # of which Lua script calls (one round trip each)
+    # the limiter's own record: each call's send time on its clock (Redis's, when shared)
+    sent_times: list[float] = field(default_factory=list)
+    max_sent_window: int = 0  # the most of those in any 1-s window
 
     @property
     def requests(self) -> int:

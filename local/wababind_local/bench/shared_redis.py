@@ -103,6 +103,7 @@ def run_of(
     errors = [r["error"] for r in reports if "error" in r]
     if errors:
         raise RuntimeError("; ".join(errors))
+    sent = sorted(t for r in reports for t in r.get("sent", []))
     statuses: Counter[str] = Counter()
     for report in reports:
         statuses.update(report["statuses"])
@@ -120,6 +121,8 @@ def run_of(
         raised=[r["raised"] for r in reports if r["raised"]],
         warnings=sum(r["warnings"] for r in reports),
         jitter_ms=jitter_ms,
+        sent_times=sent,
+        max_sent_window=max_in_window(sent),
     )
 
 
