@@ -44,15 +44,21 @@ lint: $(VENV)/.dev
 typecheck: $(VENV)/.dev
 	$(VENV)/bin/mypy
 
+# The quota's Lua script also runs on an old Redis (tools/build_old_redis.sh says which, why).
+OLD_REDIS := build/redis-3.2.6/redis-server
+$(OLD_REDIS): tools/build_old_redis.sh
+	bash tools/build_old_redis.sh $(dir $@)
+
 # The suite runs against a real redis-server that this target starts and stops.
-test: $(VENV)/.dev $(S_CLI)
+test: $(VENV)/.dev $(S_CLI) $(OLD_REDIS)
 	@command -v redis-server >/dev/null || { echo "make test needs redis-server (apt-get install redis-server)"; exit 1; }
 	$(MAKE) --no-print-directory lint typecheck
 	@dir=$$(mktemp -d); port=$$($(PY) -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
 	redis-server --port $$port --bind 127.0.0.1 --save "" --appendonly no --dir $$dir \
 	  --daemonize yes --pidfile $$dir/redis.pid --logfile $$dir/redis.log; \
 	for i in $$(seq 50); do redis-cli -p $$port ping >/dev/null 2>&1 && break; sleep 0.1; done; \
-	WABABIND_TEST_REDIS_URL=redis://127.0.0.1:$$port/0 $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	WABABIND_TEST_REDIS_URL=redis://127.0.0.1:$$port/0 WABABIND_OLD_REDIS_SERVER=$(CURDIR)/$(OLD_REDIS) \
+	  $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	kill $$(cat $$dir/redis.pid) 2>/dev/null; rm -rf $$dir; exit $$rc
 
 clean:

@@ -89,6 +89,7 @@ def _run(
     latency_ms=200.0,
     jitter_ms=20.0,
     processes=1,
+    max_sent=10,
 ):
     return bench.Run(
         latency_ms=latency_ms,
@@ -101,6 +102,7 @@ def _run(
         throttled=throttled,
         max_window=max_window,
         jitter_ms=jitter_ms,
+        max_sent_window=max_sent,
     )
 
 
@@ -158,7 +160,8 @@ def test_the_defaults_are_what_the_issues_targets_need():
 def test_targets_pass_and_fail_on_fixed_measurements():
     config = _config()
     good = [
-        _run(300, 31.0, 300, 0, 10, jitter_ms=20),  # 0.968x
+        _run(300, 31.0, 300, 0, 10, jitter_ms=0),  # 10 calls at most in a 1-s window at CAMS
+        _run(300, 31.0, 300, 0, 11, jitter_ms=20),  # 0.968x; jitter may bunch arrivals
         _run(300, 32.0, 301, 1, 10, jitter_ms=50),  # 0.938x, 0.3 % throttled
     ]
     shared_good = _run(60, 25.0, 240, 0, 10, jitter_ms=20, processes=4)  # 0.96x
@@ -170,13 +173,14 @@ def test_targets_pass_and_fail_on_fixed_measurements():
     targets = bench.evaluate(
         config, good, shared_good, cold, priority_good, overhead_good, _bulk_cost(10.8)
     )
-    assert [t.passed for t in targets] == [True] * 12
+    assert [t.passed for t in targets] == [True] * 14
 
     bad = [
-        _run(300, 32.0, 300, 0, 10, jitter_ms=20),  # 0.9375x
+        _run(300, 31.0, 300, 0, 11, jitter_ms=0),  # 11 arrived in one second
+        _run(300, 32.0, 300, 0, 10, jitter_ms=20, max_sent=11),  # 0.9375x; 11 sent in one
         _run(300, 34.0, 310, 10, 10, jitter_ms=50),  # 0.88x, 3.2 % throttled
     ]
-    bad[0].throttled, bad[0].calls = 4, 304  # 1.3 %
+    bad[1].throttled, bad[1].calls = 4, 304  # 1.3 %
     shared_bad = _run(60, 26.0, 250, 10, 11, processes=4)  # 0.92x, 4 % throttled
     priority_bad = _priority(0.21, 0.50, 34.0, 290)  # 2.4x; 290 of 324
     overhead_bad = Overhead([1.2] * 5, [1.0] * 5, [1.0] * 5, [1.0] * 5)
@@ -187,7 +191,7 @@ def test_targets_pass_and_fail_on_fixed_measurements():
     targets = bench.evaluate(
         config, bad, shared_bad, slow_import, priority_bad, overhead_bad, _bulk_cost(14.4)
     )
-    assert [t.passed for t in targets] == [False] * 12
+    assert [t.passed for t in targets] == [False] * 14
     assert targets[-1].measured == "HTTP 1.000x, MQ 1.200x"
 
 
@@ -196,11 +200,12 @@ def test_targets_without_their_measurement_are_not_measured_not_failed():
     other_cell = _run(50, 5.5, 50, 0, 10, latency_ms=50.0)
     no_tea = bench.ColdStart(ready_s={"HTTP": [0.1], "MQ": [0.1]}, tea_problem="not installed")
     targets = bench.evaluate(config, [other_cell], None, no_tea)
-    assert [t.passed for t in targets] == [None] * 12
+    # only the limiter's record of sends applies to every row, this one's too
+    assert [t.passed for t in targets] == [None] * 5 + [True] + [None] * 8
     text = bench.render(config, [other_cell], None, "redis-server missing", no_tea, targets, 1.0)
     assert "Not run: redis-server missing." in text
     assert "not installed" in text
-    assert "0 of 12 targets met." in text
+    assert "1 of 14 targets met." in text
     assert "Code package" in text and "Not measured: not run." in text
 
 
@@ -303,7 +308,10 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
     assert all(float(r["instance-seconds"]) > 0 for r in cost)
 
     targets = tables["Targets"]
-    assert len(targets) == 12
+    assert len(targets) == 14
+    qps = 100  # the tiny bench's: no call of it, however late, made a window hold more
+    assert all(int(row["max sends in a 1-s window (limiter's record)"]) <= qps for row in matrix)
+    assert int(shared["max sends in a 1-s window (limiter's record)"]) >= 1
     assert all(row["result"] in ("PASS", "**FAIL**", "not measured") for row in targets)
     assert targets[0]["target"].startswith("one process, 3 binds at 20 ms, 20 ms jitter")
     assert targets[0]["result"] == "not measured"  # this run has no 20-ms jitter

@@ -20,17 +20,42 @@ credit and an interactive slot costs one (at most CREDIT_CAP saved): without cre
 interactive bind takes a ticket too. So bulk keeps at least 1 - share of the slots even under an
 interactive flood, and interactive gets every slot it needs below that share.
 
-A caller sleeps until its slot and leaves then. A call may leave up to LATE_TOLERANCE of an
-interval after its slot starts (a ticket holder's decision round trip, a late wake-up): a slot
-that began that recently is still bookable, and the next one stays one interval after it, so
-small delays shift no slot. Waking later than that, a caller leaves its slot empty and books
-again (a late call would bunch with the next one at CAMS).
+A caller sleeps until its slot and leaves then, or up to LATE_TOLERANCE of an interval later (a
+ticket holder's decision round trip, a late wake-up): a slot that began that recently is still
+bookable, and the next one stays one interval after it, so small delays shift no slot. A grant
+is booked with the latest time its call may leave, `leave_by` = LATE_TOLERANCE x interval after
+the slot starts or the decision is made, whichever is later; a caller that cannot leave by then
+(on the book's clock, the decision's round trip counted as late) leaves its slot empty and
+books again (a late call would bunch with the next).
+
+The quota is a hard limit. The book keeps the `leave_by` of its last n = ⌊qps⌋ grants (at
+least one), and a slot starts no earlier than 1 s (+ EPSILON) after the n-th previous grant's
+`leave_by`:
+
+    grant    k                      k+1  …  k+n-1      k+n
+             ├┄┄┤ may leave here                       ├┄┄┤
+    ─────────▲──▲──────────────────────────────────────▲────────► time
+            at  leave_by ─────────── 1 s ─────────────►│ earliest at of grant k+n
+
+The invariants, for every grant k in the order the book makes them (on its own clock):
+  1. the call leaves in [at_k, leave_by_k], leave_by_k = max(at_k, now_k) + LATE_TOLERANCE x
+     interval_k, and now_k ≤ at_k + LATE_TOLERANCE x interval_k (a started slot is recent);
+  2. at_k+1 ≥ at_k + interval_k > leave_by_k (slots never overlap, leave windows are ordered);
+  3. at_k+n ≥ leave_by_k + 1 s, so no n + 1 calls leave in any 1-s window, however late
+     within their tolerance each one leaves: late wake-ups included, across every instance
+     sharing the book. At the narrowest spacing (SPACING_MIN) n intervals last 1.01 s, so the
+     rule moves a slot only after late decisions, by about what they were late;
+  4. bulk holds no booked slot that has not started (tickets are promises); the booked future
+     reaches at most one interval past now, or to the rule-3 start if that is later;
+  5. a decision that grants nothing (None) changes nothing.
 
 The spacing is learned: each System.LimitControl answer widens it x BACKOFF (once per
 BACKOFF_EVERY_S: the throttles of one burst are one signal); after `quiet_s` without one it
 narrows x RECOVERY per `recovery_step_s`, down to SPACING_MIN. A throttle costs the retry's slot,
 nothing more. On Redis the whole state is one hash, moved by one Lua script per decision on
-Redis's clock (TIME), so every instance shares the lanes, the tickets and the learned spacing.
+Redis's clock (TIME), so every instance shares the lanes, the tickets, the last grants and the
+learned spacing. The hash keeps its numbers to the microsecond; the Book does the same, so the
+two make the same decisions from the same events (tests/test_ratelimit.py replays them on both).
 """
 
 from __future__ import annotations
@@ -39,6 +64,7 @@ import math
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,10 +80,25 @@ BACKOFF_EVERY_S = 1.0  # ... at most once per quota window
 RECOVERY = 0.99  # after a quiet period, the spacing narrows this much per step
 QUIET_S, RECOVERY_STEP_S = 30.0, 10.0
 LATE_TOLERANCE = 0.1  # a call leaves at most this many intervals after its slot starts
-EPSILON = 1e-6  # s: float noise, not time
+EPSILON = 1e-6  # s: float noise, not time (and the hard rule's margin over it)
 CREDIT_CAP = 2.0  # interactive slots saved up while bulk waits (a burst of two goes at once)
 DEFAULT_SHARE = 0.5  # INTERACTIVE_MAX_SHARE: interactive's share of the slots while bulk waits
 DEFAULT_KEY = "wababind:quota:cams"
+
+
+def window_size(qps: float) -> int:
+    """How many calls may leave in one 1-s window: ⌊qps⌋, at least one."""
+    return max(1, math.floor(qps))
+
+
+def _us(value: float) -> float:
+    """To the microsecond, as the Redis hash keeps it (string.format('%.6f'))."""
+    return float(f"{value:.6f}")
+
+
+def _us_up(value: float) -> float:
+    """Up to the next microsecond: a `leave_by` is never kept earlier than it is."""
+    return math.ceil(value * 1000000) / 1000000
 
 
 @dataclass(repr=False, eq=False)
@@ -70,13 +111,14 @@ class Tuning:
 
 @dataclass(repr=False, eq=False)
 class Decision:
-    """One answer of the quota, on its own clock (s): a booked slot starting at `at`, or a ticket
-    for the slot expected at `at` (come back then)."""
+    """One answer of the quota, on its own clock (s): a booked slot starting at `at`, whose call
+    must leave by `leave_by`, or a ticket for the slot expected at `at` (come back then)."""
 
     booked: bool
     at: float
     now: float
     interval: float
+    leave_by: float = 0.0  # booked: the latest leave the book counted on; a ticket: 0
 
     @property
     def wait_s(self) -> float:
@@ -95,7 +137,8 @@ class Slot:
 @dataclass(repr=False, eq=False)
 class Book:
     """The quota's state and its two operations, on a clock of seconds. The Lua script below is
-    this class line for line; the in-process limiter uses it directly."""
+    this class line for line (numbers kept to the µs, as the hash keeps them); the in-process
+    limiter uses it directly."""
 
     qps: float
     share: float = DEFAULT_SHARE
@@ -106,72 +149,105 @@ class Book:
     bulk_tail: float = 0.0  # the slot after the last bulk ticket's
     inter_tail: float = 0.0
     credit: float = CREDIT_CAP
+    last: deque[float] = field(init=False)  # leave_by of the last window_size(qps) grants
+
+    def __post_init__(self) -> None:
+        self.last = deque(maxlen=window_size(self.qps))
 
     def spacing_at(self, now: float) -> float:
-        if self.widened_at is None:
-            self.widened_at = now - BACKOFF_EVERY_S
-        quiet = now - self.widened_at - self.tuning.quiet_s
+        widened_at = self._widened_at(now)
+        quiet = now - widened_at - self.tuning.quiet_s
         if quiet <= 0:
             return self.spacing
         steps = quiet / self.tuning.recovery_step_s
         return max(SPACING_MIN, self.spacing * RECOVERY**steps)
 
+    def _widened_at(self, now: float) -> float:
+        return now - BACKOFF_EVERY_S if self.widened_at is None else self.widened_at
+
     def decide(self, now: float, lane: Lane, ticket: float, max_wait: float) -> Decision | None:
         """Book a slot or hand out a ticket; None (nothing taken) if neither fits in max_wait.
         `ticket` is the slot a ticket promised (0: none)."""
+        now, ticket, max_wait = _us(now), _us(ticket), _us(max_wait)
         interval = self.spacing_at(now) / self.qps
-        recent = self.tat >= now - LATE_TOLERANCE * interval - EPSILON
-        slot = self.tat if recent else now  # a slot that began just now is still free to take
+        slot = now
+        if self.tat >= now - LATE_TOLERANCE * interval - EPSILON:
+            slot = self.tat  # a slot that began just now is still free to take
+        if len(self.last) == self.last.maxlen:  # the hard quota: 1 s after the n-th last grant
+            slot = max(slot, self.last[0] + 1 + EPSILON)
         waiting = self.bulk_tail > now
-        if not waiting:
-            self.credit = CREDIT_CAP
+        credit = self.credit if waiting else CREDIT_CAP
         if lane == "interactive":
-            if not waiting or self.credit >= 1:
-                return self._book(slot, now, max_wait, interval, 1.0 if waiting else 0.0)
+            if not waiting or credit >= 1:
+                return self._book(now, slot, max_wait, interval, credit, 1.0 if waiting else 0.0)
             ticket_at = max(self.inter_tail, slot)
             if ticket_at - now > max_wait:
                 return None
             self.inter_tail = ticket_at + interval / self.share
-            return Decision(False, ticket_at, now, interval)
+            return self._answer(now, False, ticket_at, interval, credit)
         if slot <= now + EPSILON and (ticket > 0 or self.bulk_tail <= slot):
-            return self._book(slot, now, max_wait, interval, 0.0)  # started: bulk's to take
+            return self._book(now, slot, max_wait, interval, credit, 0.0)  # started: bulk's
         if ticket > 0 and slot < ticket + interval - EPSILON:  # before the next ticket's slot:
             if slot - now > max_wait:  # this holder keeps its place, back when it starts
                 return None
-            return Decision(False, slot, now, interval)
+            return self._answer(now, False, slot, interval, credit)
         ticket_at = max(self.bulk_tail, slot)
         if ticket_at - now > max_wait:
             return None
         self.bulk_tail = ticket_at + interval
-        return Decision(False, ticket_at, now, interval)
+        return self._answer(now, False, ticket_at, interval, credit)
 
     def _book(
-        self, slot: float, now: float, max_wait: float, interval: float, cost: float
+        self, now: float, slot: float, max_wait: float, interval: float, credit: float, cost: float
     ) -> Decision | None:
         if slot - now > max_wait:
             return None
         self.tat = slot + interval
         if self.bulk_tail > now:
-            self.credit = min(CREDIT_CAP, self.credit + self.share - cost)
+            credit = min(CREDIT_CAP, credit + self.share - cost)
         if self.bulk_tail > self.tat:  # new tickets fall on the slots (they move after a gap):
             # the nearest slot, never a ceiling, or a spacing that narrows a little at every
             # decision would push the tail one slot further each time and leave slots empty
             ahead = math.floor((self.bulk_tail - self.tat) / interval + 0.5)
             self.bulk_tail = self.tat + ahead * interval
-        return Decision(True, slot, now, interval)
+        leave_by = _us_up(max(slot, now) + LATE_TOLERANCE * interval)
+        self.last.append(leave_by)
+        return self._answer(now, True, slot, interval, credit, leave_by)
+
+    def _answer(
+        self,
+        now: float,
+        booked: bool,
+        at: float,
+        interval: float,
+        credit: float,
+        leave_by: float = 0.0,
+    ) -> Decision:
+        """Keep the state as the script's save() does, and answer as the script returns."""
+        self.tat, self.spacing = _us(self.tat), _us(self.spacing)
+        self.widened_at = _us(self._widened_at(now))
+        self.bulk_tail, self.inter_tail, self.credit = (
+            _us(self.bulk_tail),
+            _us(self.inter_tail),
+            _us(credit),
+        )
+        return Decision(booked, _us(at), now, float(f"{interval:.9f}"), leave_by)
 
     def throttled(self, now: float) -> None:
         """CAMS answered System.LimitControl: widen the spacing (once per window)."""
+        now = _us(now)
         current = self.spacing_at(now)
-        assert self.widened_at is not None
-        if now - self.widened_at < BACKOFF_EVERY_S:
+        if now - self._widened_at(now) < BACKOFF_EVERY_S:
             return
-        self.spacing = min(SPACING_MAX, current * BACKOFF)
+        self.spacing = _us(min(SPACING_MAX, current * BACKOFF))
         self.widened_at = now
 
 
 class RateLimiter(ABC):
-    """Slots in two lanes; `acquire` = decide, wait, and leave on time (or decide again)."""
+    """Slots in two lanes; `acquire` = decide, wait, and leave on time (or decide again).
+
+    `sent`, when set to a list, records the time each granted call left, on the limiter's own
+    clock (the bench counts them in 1-s windows); None, as in production, records nothing."""
 
     def __init__(
         self,
@@ -179,6 +255,7 @@ class RateLimiter(ABC):
         sleep: Callable[[float], None] = time.sleep,
     ):
         self._clock, self._sleep = clock, sleep  # this process's clock (deadlines, sleeping)
+        self.sent: list[float] | None = None
 
     @abstractmethod
     def decide(self, lane: Lane, ticket: float, deadline: float) -> Decision | None:
@@ -190,19 +267,26 @@ class RateLimiter(ABC):
         """CAMS throttled a call anyway: widen the spacing."""
 
     def acquire(self, lane: Lane, deadline: float) -> Slot | None:
-        """Return at the start of a slot, or None (no slot taken) if none comes by `deadline`."""
+        """Return at the start of a slot, or None (no slot taken) if none comes by `deadline`.
+
+        The book counted on the call leaving by `leave_by` on its clock. The decision was made
+        somewhere between asking and hearing back, so on the book's clock the call leaves at
+        most decision.now + (local time since asking): that must be ≤ leave_by."""
         ticket = 0.0
         while True:
+            asked = self._clock()
             decision = self.decide(lane, ticket, deadline)
             if decision is None:
                 return None
-            due = self._clock() + decision.wait_s
             if decision.wait_s > 0:
                 self._sleep(decision.wait_s)
             if not decision.booked:
                 ticket = decision.at
                 continue
-            if self._clock() - due <= LATE_TOLERANCE * decision.interval:
+            leaves = decision.now + (self._clock() - asked)
+            if leaves <= decision.leave_by:
+                if self.sent is not None:
+                    self.sent.append(max(leaves, decision.at))
                 return Slot(decision.at, decision.interval)
             ticket = decision.at  # woke too late: this slot stays empty, the next is ours
 
@@ -233,21 +317,34 @@ class LocalRateLimiter(RateLimiter):
 
 
 # Book.decide / Book.throttled on one hash. KEYS[1] = the hash; ARGV = op ("decide" or
-# "throttle"), qps, share, quiet_s, recovery_step_s, lane, ticket (its slot, or 0), max_wait.
-# Returns {booked (1, 0; -1 = nothing fits), at, now, interval} as strings (Lua numbers would
-# come back truncated to integers).
+# "throttle"), now ("" = Redis's clock), qps, share, quiet_s, recovery_step_s, lane, ticket (its
+# slot, or 0), max_wait. Returns {booked (1, 0; -1 = nothing fits), at, now, interval, leave_by}
+# as strings (Lua numbers would come back truncated to integers). The last grants' leave_by sit
+# in fields g1..gn, a ring whose oldest entry `head` names (n = window_size(qps)).
 _SCRIPT_BODY = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
-local qps, share = tonumber(ARGV[2]), tonumber(ARGV[3])
-local quiet_s, step_s = tonumber(ARGV[4]), tonumber(ARGV[5])
+-- Before Redis 5 a script is replicated as itself, and a write after TIME (not deterministic)
+-- is refused unless the script replicates its effects instead; Redis 5+ does that anyway and
+-- 7 keeps the call as a no-op. ApsaraDB still offers Redis 4.0.
+if redis.replicate_commands then redis.replicate_commands() end
+local now
+if ARGV[2] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+else
+  now = tonumber(ARGV[2])
+end
+local qps, share = tonumber(ARGV[3]), tonumber(ARGV[4])
+local quiet_s, step_s = tonumber(ARGV[5]), tonumber(ARGV[6])
 local s = redis.call('HMGET', KEYS[1], 'tat', 'spacing', 'widened_at', 'bulk_tail',
-                    'inter_tail', 'credit')
+                    'inter_tail', 'credit', 'head')
 local tat = tonumber(s[1]) or 0
 local spacing = tonumber(s[2]) or START
 local widened_at = tonumber(s[3]) or (now - EVERY)
 local bulk_tail, inter_tail = tonumber(s[4]) or 0, tonumber(s[5]) or 0
 local credit = tonumber(s[6]) or CAP
+local n = math.max(1, math.floor(qps))
+local head = tonumber(s[7]) or 1
+if head > n then head = 1 end
 
 local current = spacing
 local quiet = now - widened_at - quiet_s
@@ -255,13 +352,12 @@ if quiet > 0 then
   current = math.max(MIN, spacing * math.pow(RECOVERY, quiet / step_s))
 end
 
+local function f6(x) return string.format('%.6f', x) end
 local function save()
-  redis.call('HSET', KEYS[1], 'tat', string.format('%.6f', tat),
-             'spacing', string.format('%.6f', spacing),
-             'widened_at', string.format('%.6f', widened_at),
-             'bulk_tail', string.format('%.6f', bulk_tail),
-             'inter_tail', string.format('%.6f', inter_tail),
-             'credit', string.format('%.6f', credit))
+  -- HMSET, not a variadic HSET: before Redis 4.0 HSET sets one field
+  redis.call('HMSET', KEYS[1], 'tat', f6(tat), 'spacing', f6(spacing),
+             'widened_at', f6(widened_at), 'bulk_tail', f6(bulk_tail),
+             'inter_tail', f6(inter_tail), 'credit', f6(credit))
   redis.call('EXPIRE', KEYS[1], 3600)
 end
 
@@ -271,22 +367,23 @@ if ARGV[1] == 'throttle' then
     widened_at = now
     save()
   end
-  return {'0', '0', string.format('%.6f', now), '0'}
+  return {'0', '0', f6(now), '0', '0'}
 end
 
-local lane, ticket, max_wait = ARGV[6], tonumber(ARGV[7]), tonumber(ARGV[8])
+local lane, ticket, max_wait = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
 local interval = current / qps
 local slot = now
 if tat >= now - LATE * interval - EPSILON then slot = tat end
+local oldest = tonumber(redis.call('HGET', KEYS[1], 'g' .. head))
+if oldest then slot = math.max(slot, oldest + 1 + EPSILON) end
 local waiting = bulk_tail > now
 if not waiting then credit = CAP end
 
-local function answer(booked, at)
+local function answer(booked, at, leave_by)
   save()
-  return {booked, string.format('%.6f', at), string.format('%.6f', now),
-          string.format('%.9f', interval)}
+  return {booked, f6(at), f6(now), string.format('%.9f', interval), f6(leave_by)}
 end
-local none = {'-1', '0', string.format('%.6f', now), '0'}
+local none = {'-1', '0', f6(now), '0', '0'}
 local function book(cost)
   if slot - now > max_wait then return none end
   tat = slot + interval
@@ -294,7 +391,9 @@ local function book(cost)
   if bulk_tail > tat then
     bulk_tail = tat + math.floor((bulk_tail - tat) / interval + 0.5) * interval
   end
-  return answer('1', slot)
+  local leave_by = math.ceil((math.max(slot, now) + LATE * interval) * 1000000) / 1000000
+  redis.call('HMSET', KEYS[1], 'g' .. head, f6(leave_by), 'head', head % n + 1)
+  return answer('1', slot, leave_by)
 end
 
 if lane == 'interactive' then
@@ -302,17 +401,17 @@ if lane == 'interactive' then
   local at = math.max(inter_tail, slot)
   if at - now > max_wait then return none end
   inter_tail = at + interval / share
-  return answer('0', at)
+  return answer('0', at, 0)
 end
 if slot <= now + EPSILON and (ticket > 0 or bulk_tail <= slot) then return book(0) end
 if ticket > 0 and slot < ticket + interval - EPSILON then
   if slot - now > max_wait then return none end
-  return answer('0', slot)
+  return answer('0', slot, 0)
 end
 local at = math.max(bulk_tail, slot)
 if at - now > max_wait then return none end
 bulk_tail = at + interval
-return answer('0', at)
+return answer('0', at, 0)
 """
 _CONSTANTS = (
     f"local START, MIN, MAX, BACKOFF, EVERY = {SPACING_START!r}, {SPACING_MIN!r}, "
@@ -321,6 +420,43 @@ _CONSTANTS = (
     f"{EPSILON!r}\n"
 )
 _SCRIPT = _CONSTANTS + _SCRIPT_BODY
+
+
+class ScriptBook:
+    """The Book as the Lua script on one Redis hash: the same two operations, one script call
+    each. With `now` None, as every production call passes it, the script reads Redis's clock
+    (TIME), the one clock all instances share; an instance's own clock would break the shared
+    quota. A given `now` replays events on a clock of the caller's: the differential test feeds
+    the Book and the script the same sequence and compares their decisions."""
+
+    def __init__(
+        self,
+        client: Any,
+        qps: float,
+        share: float = DEFAULT_SHARE,
+        tuning: Tuning | None = None,
+        key: str = DEFAULT_KEY,
+    ):
+        tuning = tuning or Tuning()
+        self.key = key
+        self._args = [qps, share, tuning.quiet_s, tuning.recovery_step_s]
+        self._script = client.register_script(_SCRIPT)
+
+    @staticmethod
+    def _clock(now: float | None) -> str:
+        return "" if now is None else f"{now:.6f}"
+
+    def decide(
+        self, now: float | None, lane: Lane, ticket: float, max_wait: float
+    ) -> Decision | None:
+        args = ["decide", self._clock(now), *self._args, lane, f"{ticket:.6f}", f"{max_wait:.6f}"]
+        booked, at, at_now, interval, leave_by = (float(v) for v in self._script([self.key], args))
+        if booked < 0:
+            return None
+        return Decision(booked > 0, at, at_now, interval, leave_by)
+
+    def throttled(self, now: float | None) -> None:
+        self._script([self.key], ["throttle", self._clock(now), *self._args])
 
 
 class RedisRateLimiter(RateLimiter):
@@ -347,8 +483,7 @@ class RedisRateLimiter(RateLimiter):
         super().__init__()
         self._key = key
         tuning = tuning or Tuning()
-        self._args = [qps, share, tuning.quiet_s, tuning.recovery_step_s]
-        self._script = client.register_script(_SCRIPT)
+        self._book = ScriptBook(client, qps, share, tuning, key)
         self._on_outage = on_outage
         self._fallback = LocalRateLimiter(qps * fallback_share, share, tuning)
         self.health = health or RedisHealth(  # the runtime shares one with the store
@@ -381,15 +516,12 @@ class RedisRateLimiter(RateLimiter):
         if max_wait < 0:
             return None
         try:
-            args = ["decide", *self._args, lane, f"{ticket:.6f}", f"{max_wait:.6f}"]
-            booked, at, now, interval = (float(v) for v in self._script([self._key], args))
+            decision = self._book.decide(None, lane, ticket, max_wait)  # on Redis's clock
         except Exception as exc:  # any Redis failure: degrade (or, in "wait" mode, raise)
             self._outage(exc)
             return self._fallback.decide(lane, ticket, deadline)
         self.health.succeeded()
-        if booked < 0:
-            return None
-        return Decision(booked > 0, at, now, interval)
+        return decision
 
     def throttled(self) -> None:
         """Never raises: a throttle seen during an outage is remembered locally at most."""
@@ -397,7 +529,7 @@ class RedisRateLimiter(RateLimiter):
             self._fallback.throttled()
             return
         try:
-            self._script([self._key], ["throttle", *self._args])
+            self._book.throttled(None)
         except Exception as exc:  # the next decision meets the outage and decides
             self.health.failed(exc)
             self._fallback.throttled()
@@ -409,17 +541,22 @@ def make_rate_limiter(
     on_outage: OnOutage = "local",
     health: RedisHealth | None = None,
     share: float = DEFAULT_SHARE,
+    key: str = DEFAULT_KEY,
 ) -> RateLimiter:
     """Shared on Redis when REDIS_URL is set, in-process otherwise. `on_outage` is what the
     shared one does when Redis fails: "wait" (raise SharedStoreUnavailable) or "local";
-    `health`, Redis's health as the instance's store sees it too (one log line per outage)."""
+    `health`, Redis's health as the instance's store sees it too (one log line per outage);
+    `key`, the Redis hash of this quota (one per CAMS operation that has its own)."""
     if client is None:
         return LocalRateLimiter(qps, share)
-    return RedisRateLimiter(client, qps, on_outage=on_outage, share=share, health=health)
+    return RedisRateLimiter(client, qps, key=key, on_outage=on_outage, share=share, health=health)
 
 
 def redis_client(url: str) -> Any:
-    """A Redis client that fails fast: short timeouts, one quick retry, no long backoff."""
+    """A Redis client that fails fast: short timeouts, one quick retry, no long backoff.
+
+    RESP2: redis-py 8 opens each connection with HELLO 3, which Redis before 6.0 (ApsaraDB 4.0
+    and 5.0) refuses as an unknown command, so no connection would ever be made."""
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
@@ -430,4 +567,5 @@ def redis_client(url: str) -> Any:
         socket_connect_timeout=1.0,
         retry=Retry(NoBackoff(), 1),
         health_check_interval=30,
+        protocol=2,
     )

@@ -37,11 +37,20 @@ def process_worker(
             run_initializer()
             if warmup_id is not None:
                 invoke(handler, [warmup_id])
+            limiter = _limiter()
+            limiter.sent = []  # each call's send time, on the limiter's clock
             if not ready_and_told_to_start(number, ready, go, results):
                 return
-            results.put({"number": number, **invoke(handler, ids)})
+            results.put({"number": number, **invoke(handler, ids), "sent": limiter.sent})
     except Exception as exc:
         results.put({"number": number, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def _limiter() -> Any:
+    """The instance's quota limiter (the runtime the handler uses, built if not yet)."""
+    from wababind.runtime import get_runtime
+
+    return get_runtime().binder._limiter
 
 
 def ready_and_told_to_start(number: int, ready: Any, go: Any, results: Any) -> bool:

@@ -44,6 +44,7 @@ MATRIX_HEADER = (
     "p50 per bind (s)",
     "p95 per bind (s)",
     "max calls in a 1-s window",
+    "max sends in a 1-s window (limiter's record)",
 )
 
 
@@ -62,6 +63,7 @@ SHARED_HEADER = (
     "p50 per bind (s)",
     "p95 per bind (s)",
     "max calls in any 1-s window",
+    "max sends in a 1-s window (limiter's record)",
     "Redis commands per bind",
     "of which script calls",
 )
@@ -89,6 +91,7 @@ def _run_row(run: Run, qps: float) -> list[str]:
         _secs(percentile(run.durations_s, 50)),
         _secs(percentile(run.durations_s, 95)),
         f"{run.max_window}",
+        f"{run.max_sent_window}",
     ]
 
 
@@ -238,7 +241,10 @@ def render(
         f"long batch each of the handler's {workers} workers (1.5 x quota) queues behind the "
         f"others, so a bind takes about {workers} slots, times the processes sharing the quota.",
         "- max calls in a 1-s window counts every call the simulator saw in the run (warm-ups "
-        "and throttled calls included), over half-open windows [t, t + 1 s).",
+        "and throttled calls included), over half-open windows [t, t + 1 s); max sends counts "
+        "the same way the send times the limiter recorded, on its own clock (Redis's TIME when "
+        "shared): the hard quota allows ⌊CAMS_QPS⌋ in any window, and the gateway jitter can "
+        "only move arrivals at CAMS, not sends.",
         "- cold start = `time.perf_counter()` around importing a module in fresh interpreters "
         "(bytecode cached; runs interleaved); ready to serve imports `index` and runs its "
         "initializer with each function's context (its handler's modules only); the fastest "

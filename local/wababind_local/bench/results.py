@@ -28,6 +28,9 @@ class Run:
     redis_commands: int | None = None  # every command Redis ran for the load (INFO commandstats)
     redis_scripts: int | None = None  # of which Lua script calls (one round trip each)
     instance_s: float = 0.0  # every instance's invocation-to-return time, summed (FC bills it)
+    # the limiter's own record: each call's send time on its clock (Redis's, when shared)
+    sent_times: list[float] = field(default_factory=list)
+    max_sent_window: int = 0  # the most of those in any 1-s window
 
     @property
     def requests(self) -> int:

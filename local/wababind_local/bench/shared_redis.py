@@ -103,6 +103,7 @@ def run_of(
     errors = [r["error"] for r in reports if "error" in r]
     if errors:
         raise RuntimeError("; ".join(errors))
+    sent = sorted(t for r in reports for t in r.get("sent", []))
     statuses: Counter[str] = Counter()
     for report in reports:
         statuses.update(report["statuses"])
@@ -121,6 +122,8 @@ def run_of(
         warnings=sum(r["warnings"] for r in reports),
         jitter_ms=jitter_ms,
         instance_s=sum(r["finished"] - r["started"] for r in reports),
+        sent_times=sent,
+        max_sent_window=max_in_window(sent),
     )
 
 

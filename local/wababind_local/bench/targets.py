@@ -70,6 +70,7 @@ def evaluate(
                 (share or 0) <= TARGET_THROTTLED_SHARE,
             )
         )
+    targets += _window_targets(config, matrix, shared)
     where = (
         f"{config.processes} instances on one redis-server, {config.process_batch} binds each, "
         f"{config.process_jitter_ms:g} ms jitter"
@@ -144,6 +145,37 @@ def evaluate(
         ),
     ]
     return targets
+
+
+def _window_targets(config: Config, matrix: Sequence[Run], shared: Run | None) -> list[Target]:
+    """The hard quota: at most ⌊CAMS_QPS⌋ calls in any 1-s window, as CAMS counts arrivals in
+    the rows without gateway jitter (jitter moves arrivals, not sends), and as the limiter's own
+    record of send times shows in every row."""
+    limit = max(1, math.floor(config.qps))
+    unjittered = [r for r in matrix if r.jitter_ms == 0]
+    rows = [*matrix, *([shared] if shared else [])]
+
+    def worst(runs: Sequence[Run], of: Callable[[Run], int]) -> int | None:
+        return max((of(r) for r in runs), default=None)
+
+    arrived, sent = (
+        worst(unjittered, lambda r: r.max_window),
+        worst(rows, lambda r: r.max_sent_window),
+    )
+    return [
+        _judge(
+            f"one process, 0 ms jitter: ≤ {limit} calls arrive at CAMS in any 1-s window",
+            arrived,
+            f"{arrived}",
+            (arrived or 0) <= limit,
+        ),
+        _judge(
+            f"every quota row: ≤ {limit} calls in any 1-s window of the limiter's send times",
+            sent,
+            f"{sent}",
+            (sent or 0) <= limit,
+        ),
+    ]
 
 
 def _cold_target(
