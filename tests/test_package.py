@@ -331,12 +331,12 @@ def run_as_fc_does(code_root: Path, runtime: str, handler: str, event: bytes, ca
         *runtime_python(runtime), "-S", "-c", RUN_THE_PACKAGE, handler, event.decode(), runtime,
         json.dumps(key), "log", str(ROOT / "local" / "wababind_local" / "fc_context.py"),
     ]  # fmt: skip
-    env = fc_package.fc_env(
-        code_root,
-        CAMS_ENDPOINT=cams_sim.endpoint,
-        OUTCOME_SINKS="log",
-        WEBHOOK_SECRET=WEBHOOK_SECRET,
-    )
+    settings = {
+        "CAMS_ENDPOINT": cams_sim.endpoint,
+        "OUTCOME_SINKS": "log",
+        "WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    env = fc_package.fc_env(code_root, settings)
     done = subprocess.run(
         probe, cwd=code_root, env=env, capture_output=True, text=True, timeout=120, check=False
     )

@@ -37,10 +37,15 @@ def unpack(zip_path: Path, dest: Path, *, read_only: bool = True, bytecode: bool
         for cache in sorted(dest.rglob("__pycache__"), key=lambda p: -len(p.parts)):
             shutil.rmtree(cache)
     if read_only:
-        for path in [*dest.rglob("*"), dest]:
-            mode = path.stat().st_mode
-            path.chmod(mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+        make_read_only(dest)
     return dest
+
+
+def make_read_only(root: Path) -> None:
+    """Take every write bit off the files and folders under `root`, as on FC's /code."""
+    for path in [*root.rglob("*"), root]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
 
 
 def make_writable(root: Path) -> None:
@@ -55,14 +60,16 @@ def listing(root: Path) -> set[str]:
     return {p.relative_to(root).as_posix() for p in root.rglob("*")}
 
 
-def fc_env(code_root: Path, writable: bool = False, **extra: str) -> dict[str, str]:
+def fc_env(
+    code_root: Path, extra: dict[str, str] | None = None, *, writable: bool = False
+) -> dict[str, str]:
     """The environment of a handler on FC: the code root and its `python/` on the path and
     nothing of this machine's; no bytecode written unless `writable` (a local, warm run)."""
     env = {
         "PATH": os.environ.get("PATH", ""),
         "PYTHONPATH": os.pathsep.join([str(code_root), str(code_root / "python")]),
         "LANG": "C.UTF-8",
-        **extra,
+        **(extra or {}),
     }
     if not writable:
         env["PYTHONDONTWRITEBYTECODE"] = "1"

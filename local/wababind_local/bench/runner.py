@@ -11,6 +11,7 @@ from typing import TypeVar
 from wababind_local.bench.charts import write_quota_chart
 from wababind_local.bench.cold_start import ImportProbeError, measure_cold_start, measure_package
 from wababind_local.bench.config import parse_args
+from wababind_local.bench.fc_cold_start import measure_fc_cold_start
 from wababind_local.bench.one_process import run_one_process
 from wababind_local.bench.overhead import measure_overhead
 from wababind_local.bench.priority import run_priority
@@ -102,10 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         (ImportProbeError, subprocess.TimeoutExpired),
     )
+    fc_cold = measure_fc_cold_start(config.cold_reps, config.install)
     package = measure_package(config.install)
     print(f"[package] code root / Tea SDK: {_ratio(package.ratio)}", flush=True)
 
-    targets = evaluate(config, matrix, shared, cold, priority, overhead)
+    targets = evaluate(config, matrix, shared, cold, priority, overhead, fc_cold)
     text = render(
         config,
         matrix,
@@ -118,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         priority=priority,
         priority_problem=priority_problem,
         overhead=overhead,
+        fc_cold=fc_cold,
     )
     text += "\n" + render_redis_pause(pause, pause_problem)
     config.out.parent.mkdir(parents=True, exist_ok=True)
