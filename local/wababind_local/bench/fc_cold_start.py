@@ -7,6 +7,8 @@ context) is timed in fresh interpreters against:
 
     compiled   the same package without its shipped bytecode, writable, warmed once so that
                Python cached its own: the best Python itself does
+    no bytecode  the same package without its shipped bytecode, read-only: what a deployer
+               whose machine has no CPython of the runtime's version deploys
     Tea SDK    alibabacloud_cams20200606.client installed the same way (pip for the runtime),
                read-only: how a package that ships no bytecode starts on FC
 
@@ -86,13 +88,15 @@ class Sample:
 
 @dataclass
 class FcColdStart:
-    """One runtime's probes: `package` (as FC runs it) and `compiled` per function, `tea`."""
+    """One runtime's probes: `package` (as FC runs it), `compiled` and `bare` (the package
+    without bytecode, as FC runs it) per function, and `tea`."""
 
     runtime: str
     python: str = ""  # "CPython 3.10.13"
     cpu: dict[str, float] = field(default_factory=dict)  # function -> vCPUs from s.yaml
     package: dict[str, list[Sample]] = field(default_factory=dict)
     compiled: dict[str, list[Sample]] = field(default_factory=dict)
+    bare: dict[str, list[Sample]] = field(default_factory=dict)
     tea: list[Sample] = field(default_factory=list)
     problem: str | None = None
 
@@ -203,6 +207,7 @@ def measure_runtime(runtime: str, reps: int) -> FcColdStart:
         compiled = fc_package.unpack(
             built.zip_path, folder / "compiled", read_only=False, bytecode=False
         )
+        bare = fc_package.unpack(built.zip_path, folder / "bare", bytecode=False)
         fc_package.make_read_only(folder / "tea")
         env = _function_env(runtime)
         probes: list[tuple[list[Sample], Path, str, dict[str, str]]] = []
@@ -214,6 +219,7 @@ def measure_runtime(runtime: str, reps: int) -> FcColdStart:
             probes += [
                 (result.package.setdefault(function, []), shipped, code, as_fc),
                 (result.compiled.setdefault(function, []), compiled, code, warm_env),
+                (result.bare.setdefault(function, []), bare, code, fc_package.fc_env(bare, env)),
             ]
         tea_env = fc_package.fc_env(folder / "tea", env)
         probes.append((result.tea, folder / "tea", f"import {TEA_MODULE}\n", tea_env))
@@ -276,7 +282,13 @@ def render_fc_cold_start(results: Sequence[FcColdStart]) -> list[str]:
             for label, runs in (
                 (f"{function} function, as FC runs it", samples),
                 (f"{function} function, the same package compiled", result.compiled[function]),
+                (
+                    f"{function} function, the package without bytecode, as FC runs it",
+                    result.bare.get(function, []),
+                ),
             ):
+                if not runs:
+                    continue
                 rows.append(_row(label, runs, vcpu))
         rows.append(_row("Tea SDK client import, as FC runs it", result.tea, DEFAULT_CPU))
         header = (
@@ -296,10 +308,24 @@ def render_fc_cold_start(results: Sequence[FcColdStart]) -> list[str]:
             f"{function} function as FC runs it, CPU / the same package compiled: "
             f"**{result.compiled_ratio(function):.2f}x**; / Tea SDK as FC runs it: "
             f"**{result.tea_ratio(function):.3f}x** (fastest of each)."
+            + _without_bytecode(result, function)
             for function in result.package
         ]
         lines += [""]
     return lines
+
+
+def _without_bytecode(result: FcColdStart, function: str) -> str:
+    """What the package costs without its bytecode (a build with no runtime CPython)."""
+    bare = fastest_cpu(result.bare.get(function, []))
+    shipped = fastest_cpu(result.package[function])
+    if math.isnan(bare):
+        return ""
+    vcpu = result.cpu.get(function, DEFAULT_CPU)
+    return (
+        f" Without its bytecode: {_ms(bare - shipped)} ms more CPU ({bare / shipped:.1f}x), "
+        f"{_ms(implied_wall(bare - shipped, vcpu))} ms more wall at {vcpu:g} vCPU."
+    )
 
 
 def _row(label: str, samples: Sequence[Sample], vcpu: float) -> list[str]:
