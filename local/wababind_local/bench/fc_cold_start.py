@@ -229,16 +229,21 @@ def measure_runtime(runtime: str, reps: int) -> FcColdStart:
     return result
 
 
-def measure_fc_cold_start(reps: int, install: bool) -> list[FcColdStart]:
-    """Every runtime of RUNTIMES; one whose CPython is missing says so."""
+def measure_fc_cold_start(
+    reps: int, install: bool, runtimes: Sequence[str] = RUNTIMES
+) -> list[FcColdStart]:
+    """Every runtime of `runtimes`; one whose CPython is missing says so."""
     if not install:
         return [
             FcColdStart(r, problem="not run (--no-install: the packages come from PyPI)")
-            for r in RUNTIMES
+            for r in runtimes
         ]
     results = []
-    for runtime in RUNTIMES:
-        result = measure_runtime(runtime, reps)
+    for runtime in runtimes:
+        try:
+            result = measure_runtime(runtime, reps)
+        except (RuntimeError, subprocess.TimeoutExpired) as exc:  # a probe failed: say so
+            result = FcColdStart(runtime, problem=str(exc))
         results.append(result)
         print(f"[cold start as FC runs it] {describe(result)}", flush=True)
     return results
@@ -350,8 +355,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     parser.add_argument("--reps", type=int, default=21, help="fresh interpreters of each")
+    parser.add_argument("--runtime", action="append", choices=RUNTIMES, help="default: both")
     args = parser.parse_args(argv)
-    results = measure_fc_cold_start(args.reps, install=True)
+    results = measure_fc_cold_start(args.reps, True, args.runtime or RUNTIMES)
     print("\n".join(render_fc_cold_start(results)))
     for target in fc_cold_targets(results):
         verdict = {True: "PASS", False: "FAIL", None: "not measured"}[target.passed]
