@@ -317,6 +317,8 @@ def compile_bytecode(python: list[str], staging: Path) -> None:
 
     A module that CPython cannot compile (a Python 2 leftover in a wheel) could never be
     imported on the runtime either: the build names it and goes on."""
+    # -d /code: the file names inside the bytecode are where FC puts the modules, so on FC the
+    # import has no code objects to rename (importlib fixes co_filename when it differs).
     command = [*python, "-m", "compileall", "-q", "-j", "0", "-d", "/code"]
     command += ["--invalidation-mode", "unchecked-hash", str(staging)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
