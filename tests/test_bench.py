@@ -11,8 +11,16 @@ import pytest
 
 from wababind_local import bench
 from wababind_local.bench.bulk_cost import BulkCost
+from wababind_local.bench.fc_cold_start import (
+    FcColdStart,
+    Sample,
+    cpu_per_function,
+    implied_wall,
+    render_fc_cold_start,
+)
 from wababind_local.bench.overhead import Overhead
 from wababind_local.bench.priority import Priority
+from wababind_local.bench.targets import fc_cold_targets
 from wababind_local.cams_simulator import DEFAULT_KEY, DEFAULT_STS_KEY
 
 
@@ -209,6 +217,53 @@ def test_targets_without_their_measurement_are_not_measured_not_failed():
     assert "Code package" in text and "Not measured: not run." in text
 
 
+def _samples(*cpu_ms: float) -> list[Sample]:
+    return [Sample(ms / 1e3 * 1.1, ms / 1e3, 0) for ms in cpu_ms]
+
+
+def test_cold_start_as_fc_runs_it_is_judged_per_runtime_on_the_fastest_cpu_time():
+    good = FcColdStart(
+        "python3.10",
+        "CPython 3.10.13",
+        cpu={"HTTP": 0.35, "MQ": 1.0},
+        package={"HTTP": _samples(140, 131), "MQ": _samples(150)},
+        compiled={"HTTP": _samples(125, 130), "MQ": _samples(140, 139)},
+        tea=_samples(1300, 1250),
+    )
+    bad = FcColdStart(  # HTTP 1.2x compiled; MQ 0.125x Tea
+        "python3.12",
+        "CPython 3.12.1",
+        package={"HTTP": _samples(120), "MQ": _samples(125)},
+        compiled={"HTTP": _samples(100), "MQ": _samples(120)},
+        tea=_samples(1000),
+    )
+    missing = FcColdStart("python3.12", problem="no CPython 3.12 on this machine")
+    judged = [(t.passed, t.measured) for t in fc_cold_targets([good, bad, missing])]
+    assert judged == [
+        (True, "HTTP 1.048x, MQ 1.079x"),
+        (True, "HTTP 0.105x, MQ 0.120x"),
+        (False, "HTTP 1.200x, MQ 1.042x"),
+        (False, "HTTP 0.120x, MQ 0.125x"),
+        (None, "not measured: no CPython 3.12 on this machine"),
+        (None, "not measured: no CPython 3.12 on this machine"),
+    ]
+    text = "\n".join(render_fc_cold_start([good, missing]))
+    assert "| HTTP function, as FC runs it | 144 | 131 | 136 | 374 at 0.35 vCPU | 0 | 2 |" in text
+    assert "| MQ function, as FC runs it | 165 | 150 | 150 | 150 at 1 vCPU | 0 | 1 |" in text
+    assert "python3.12: not measured: no CPython 3.12 on this machine." in text
+
+
+def test_the_vcpu_share_of_each_function_comes_from_s_yaml(tmp_path):
+    s_yaml = tmp_path / "s.yaml"
+    s_yaml.write_text(
+        "resources:\n  bind-waba-http:\n    props:\n      cpu: 0.5\n      memorySize: 512\n"
+        "  bind-waba-mq:\n    props:\n      memorySize: 512\n"
+    )
+    assert cpu_per_function(s_yaml) == {"HTTP": 0.5, "MQ": 0.35}  # fc3's default when unset
+    assert implied_wall(0.131, 0.35) == pytest.approx(0.374, abs=1e-3)
+    assert implied_wall(0.131, 2.0) == 0.131  # one thread uses one core at most
+
+
 def _tables(text: str) -> dict[str, list[dict[str, str]]]:
     """Every markdown table under its `##` heading, as rows keyed by the header."""
     tables: dict[str, list[dict[str, str]]] = {}
@@ -307,8 +362,9 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
     ]
     assert all(float(r["instance-seconds"]) > 0 for r in cost)
 
+    assert "python3.10: not measured: not run (--no-install" in text
     targets = tables["Targets"]
-    assert len(targets) == 14
+    assert len(targets) == 18  # 14 + cold start as FC runs it: 2 for each runtime
     qps = 100  # the tiny bench's: no call of it, however late, made a window hold more
     assert all(int(row["max sends in a 1-s window (limiter's record)"]) <= qps for row in matrix)
     assert int(shared["max sends in a 1-s window (limiter's record)"]) >= 1

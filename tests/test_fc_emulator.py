@@ -417,6 +417,40 @@ def test_the_handler_gets_fc_context_fields(probe_fc):
     assert seen["env"] == "from-vars"
 
 
+PROBE_312 = """
+import json, os
+
+def handler(event, context):
+    return json.dumps({
+        "has": [hasattr(context, name) for name in ("credentials", "service", "logger")],
+        "log": [context.log_project, context.log_store],
+        "function": [context.function.name, context.function.qualifier],
+        "key_id": os.environ.get("ALIBABA_CLOUD_ACCESS_KEY_ID"),
+    })
+"""
+
+
+def test_a_python3_12_function_gets_that_runtime_s_context(start_local_fc, tmp_path):
+    """FC docs, "Context", Python: python3.12 has no credentials and no service; log_project
+    and log_store at the top, qualifier in function; the role's key in ALIBABA_CLOUD_*."""
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "probe312_index.py").write_text(PROBE_312)  # a module of its own
+    yaml = PROBE_YAML.replace(
+        "      handler: probe_index.handler\n",
+        "      handler: probe312_index.handler\n      runtime: python3.12\n",
+        1,
+    )
+    (tmp_path / "s.yaml").write_text(yaml)
+    fc = start_local_fc(tmp_path / "s.yaml")
+    seen = json.loads(fc.client().invoke_function(fc.service, "probe", payload=b"{}").data)
+    from wababind_local.cams_simulator import DEFAULT_STS_KEY
+
+    assert seen["has"] == [False, False, True]
+    assert seen["log"] == ["probe-logs", "probe-store"]
+    assert seen["function"] == ["probe", "LATEST"]
+    assert seen["key_id"] == DEFAULT_STS_KEY.access_key_id
+
+
 def test_a_timeout_override_reaches_the_context(start_local_fc, probe_fc, tmp_path):
     other = start_local_fc(tmp_path / "s.yaml", timeout_s=7)
     response = other.client().invoke_function(other.service, "probe", payload=b"{}")

@@ -19,6 +19,10 @@ return; the simulator counts calls in a strict sliding 1-s window after a random
    (pip-installed into this venv when missing), and against importing the runtime dependencies
    alone. Then the code package's size (tools/build_package.py) against the Tea SDK installed
    the same way.
+6. Cold start as FC runs it (bench/fc_cold_start.py), for python3.10 and python3.12 where
+   that CPython is here: the built package, read-only, on the runtime's CPython, each function
+   against the same package compiled, the package without bytecode and the Tea SDK installed
+   the same way; CPU time and the wall it implies at each function's vCPU.
 
 The tables go to stdout and to `bench/results.md`, with the targets and PASS/FAIL for each.
 """

@@ -198,7 +198,7 @@ def measure_package(install: bool) -> PackageSize:
     with tempfile.TemporaryDirectory(prefix="wababind-package-") as folder:
         out = Path(folder)
         try:
-            zip_path = build_package.build(build_package.runtime_from_s_yaml(), "log", out)
+            zip_path = build_package.build(build_package.runtime_from_s_yaml(), "log", out).zip_path
             size = PackageSize(
                 zip_bytes=zip_path.stat().st_size,
                 code_root_bytes=build_package.tree_size(out / build_package.PACKAGE_NAME),

@@ -15,6 +15,7 @@ from wababind_local.bench.config import (
     TEA_REQUIREMENT,
     Config,
 )
+from wababind_local.bench.fc_cold_start import FcColdStart, render_fc_cold_start
 from wababind_local.bench.handler import _product_path
 from wababind_local.bench.overhead import Overhead
 from wababind_local.bench.priority import Priority
@@ -107,6 +108,7 @@ def render(
     priority: Priority | None = None,
     priority_problem: str | None = None,
     overhead: Overhead | None = None,
+    fc_cold: Sequence[FcColdStart] = (),
 ) -> str:
     """bench/results.md: the run, its tables, the targets."""
     quota = config.qps
@@ -211,6 +213,8 @@ def render(
             )
     else:
         lines += ["Not run."]
+    if fc_cold:
+        lines += ["", *render_fc_cold_start(fc_cold)]
     lines += ["", "## Code package", ""]
     if package is None or package.problem:
         lines += [f"Not measured: {package.problem if package else 'not run'}."]

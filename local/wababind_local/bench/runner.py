@@ -12,6 +12,7 @@ from wababind_local.bench.bulk_cost import render_bulk_cost, run_bulk_cost
 from wababind_local.bench.charts import write_quota_chart
 from wababind_local.bench.cold_start import ImportProbeError, measure_cold_start, measure_package
 from wababind_local.bench.config import parse_args
+from wababind_local.bench.fc_cold_start import measure_fc_cold_start
 from wababind_local.bench.one_process import run_one_process
 from wababind_local.bench.overhead import measure_overhead
 from wababind_local.bench.priority import run_priority
@@ -117,10 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
         (ImportProbeError, subprocess.TimeoutExpired),
     )
+    fc_cold = measure_fc_cold_start(config.cold_reps, config.install)
     package = measure_package(config.install)
     print(f"[package] code root / Tea SDK: {_ratio(package.ratio)}", flush=True)
 
-    targets = evaluate(config, matrix, shared, cold, priority, overhead, bulk_cost)
+    targets = evaluate(
+        config, matrix, shared, cold, priority, overhead, bulk_cost=bulk_cost, fc_cold=fc_cold
+    )
     text = render(
         config,
         matrix,
@@ -133,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         priority=priority,
         priority_problem=priority_problem,
         overhead=overhead,
+        fc_cold=fc_cold,
     )
     text += "\n" + render_redis_pause(pause, pause_problem)
     text += "\n" + render_bulk_cost(bulk_cost, bulk_cost_problem)

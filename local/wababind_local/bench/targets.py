@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from wababind_local.bench.bulk_cost import BulkCost
 from wababind_local.bench.config import Config
+from wababind_local.bench.fc_cold_start import FcColdStart
 from wababind_local.bench.overhead import Overhead
 from wababind_local.bench.priority import Priority
 from wababind_local.bench.results import ColdStart, Run
@@ -23,6 +24,9 @@ TARGET_OVERHEAD = 1.15  # webhook bind CPU ≤ 1.15x a bare SDK call's
 TARGET_BULK_COST = 1.1  # one instance: instance-s per 1,000 bulk binds ≤ 1.1x 1,000 / quota
 TARGET_READY_TEA_RATIO = 0.45
 TARGET_READY_FLOOR_RATIO = 1.1
+# Issue 17: cold start as FC runs it (read-only /code, the runtime's CPython), CPU time
+TARGET_FC_COMPILED_RATIO = 1.1  # ≤ 1.1x the same package with Python's own cached bytecode
+TARGET_FC_TEA_RATIO = 0.12  # ≤ 0.12x the Tea SDK client installed the same way
 # kept importable for code that used the former single one-process target
 TARGET_ONE_PROCESS_RATIO = TARGET_ONE_PROCESS[20.0]
 
@@ -46,6 +50,7 @@ def evaluate(
     priority: Priority | None = None,
     overhead: Overhead | None = None,
     bulk_cost: BulkCost | None = None,
+    fc_cold: Sequence[FcColdStart] = (),
 ) -> list[Target]:
     """The issue's targets, each PASS, FAIL or not measured."""
     latency, batch = config.target_cell
@@ -144,6 +149,29 @@ def evaluate(
             TARGET_READY_FLOOR_RATIO,
         ),
     ]
+    return targets + fc_cold_targets(fc_cold)
+
+
+def fc_cold_targets(results: Sequence[FcColdStart]) -> list[Target]:
+    """For each runtime: each function as FC runs it against the same package compiled, and
+    against the Tea SDK as FC runs it (CPU time, fastest of each); not measured where this
+    machine has no CPython of that runtime."""
+    targets = []
+    for result in results:
+        where = f"{result.runtime}: cold start as FC runs it (read-only, CPU), each function"
+        for name, ratio_of, limit in (
+            (f"≤ {TARGET_FC_COMPILED_RATIO}x the same package compiled", "compiled_ratio",
+             TARGET_FC_COMPILED_RATIO),
+            (f"≤ {TARGET_FC_TEA_RATIO}x the Tea SDK client as FC runs it", "tea_ratio",
+             TARGET_FC_TEA_RATIO),
+        ):  # fmt: skip
+            ratios = {f: getattr(result, ratio_of)(f) for f in result.package}
+            if result.problem or not ratios or any(math.isnan(r) for r in ratios.values()):
+                measured = f"not measured: {result.problem}" if result.problem else "not measured"
+                targets.append(Target(f"{where} {name}", measured, None))
+                continue
+            shown = ", ".join(f"{f} {_ratio(r)}" for f, r in ratios.items())
+            targets.append(Target(f"{where} {name}", shown, max(ratios.values()) <= limit))
     return targets
 
 

@@ -24,7 +24,14 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from wababind_local.fc_context import Credentials, FCContext, FunctionMeta, ServiceMeta
+from wababind_local.fc_context import (
+    Credentials,
+    FCContext,
+    FCContext312,
+    FunctionMeta,
+    FunctionMeta312,
+    ServiceMeta,
+)
 from wababind_local.fc_emulator.fc_api import (
     INVOKE_PATH,
     MAX_ASYNC_PAYLOAD,
@@ -189,8 +196,9 @@ class FcEmulator:
 
     # invocation
 
-    def context(self, spec: FunctionSpec, request_id: str) -> FCContext:
-        """FC's context: the role key from the function's environment, s.yaml's timeout."""
+    def context(self, spec: FunctionSpec, request_id: str) -> FCContext | FCContext312:
+        """FC's context: the role key from the function's environment, s.yaml's timeout; in
+        python3.12's layout (no credentials, no service: the key stays in the environment)."""
         env = os.environ
         key_id = env.get("ALIBABA_CLOUD_ACCESS_KEY_ID", "")
         credentials = (
@@ -203,6 +211,16 @@ class FcEmulator:
             else None
         )
         timeout = spec.timeout if self._timeout_s is None else self._timeout_s
+        if spec.runtime == "python3.12":
+            meta = FunctionMeta312(spec.name, spec.handler, spec.memory, max(1, int(timeout)))
+            return FCContext312(
+                meta,
+                request_id,
+                region=spec.region,
+                account_id=self._account_id,
+                log_project=spec.log_project,
+                log_store=spec.log_store,
+            )
         return FCContext(
             request_id=request_id,
             credentials=credentials,

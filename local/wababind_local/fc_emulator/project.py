@@ -34,6 +34,7 @@ class FunctionSpec:
     initializer_timeout: int = 3
     pre_stop: str | None = None  # instanceLifecycleConfig.preStop.handler
     pre_stop_timeout: int = 3
+    runtime: str = "python3.10"  # the context's layout follows it (fc_context.py)
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,7 @@ def load_project(s_yaml: Path, env: Mapping[str, str] | None = None) -> Project:
         spec = FunctionSpec(
             name=str(props["functionName"]),
             handler=str(props["handler"]),
+            runtime=str(props.get("runtime") or "python3.10"),
             code=source_root((s_yaml.parent / str(props.get("code", "."))).resolve()),
             memory=int(props.get("memorySize", 512)),
             timeout=int(props.get("timeout", 3)),
