@@ -110,7 +110,6 @@ def build_runtime(settings: Settings) -> Runtime:
             share=settings.interactive_max_share,
         ),
         store,
-        settings.cams_timeout_s,
         settings.idempotency_ttl_s,
         store_health=health,
     )
