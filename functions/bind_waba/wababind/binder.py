@@ -126,8 +126,9 @@ class Binder:
             return _bound(
                 request, "bound", result.cust_space_id, result.request_id, settled.attempts, wait_ms
             )
-        if result.retryable and not settled.ambiguous:  # ambiguous: keep it until it expires
-            self._store.release(waba_id, owner)
+        if result.retryable:
+            if not settled.ambiguous:  # ambiguous: the claim stays ours until it expires
+                self._store.release(waba_id, owner)
         else:
             self._store.fail(
                 waba_id, owner, code=result.code, message=result.message, ttl_s=FAILURE_MEMORY_S
