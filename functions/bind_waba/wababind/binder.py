@@ -31,6 +31,9 @@ BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 5.0
 MIN_CALL_TIME_S = 0.1  # a wait for the store or a claim stops with less than this left
 FAILURE_MEMORY_S = 60.0  # a terminal failure is remembered briefly, so a retry storm stays cheap
+# A claim lives until its invocation's deadline + this: always past the end of the call it
+# covers (a call starts only when it can end by the deadline: _call_with_retries), and past
+# what CAMS may still be doing with an unanswered one, so no call is made beside it.
 IN_PROGRESS_MARGIN_S = 5.0
 POLL_START_S, POLL_CAP_S = 0.05, 0.5
 STORE_PROBE_S = 0.5  # an interactive bind waiting for Redis asks it again after this pause
@@ -228,7 +231,7 @@ class Binder:
                 ambiguous = True
                 applog.log(
                     "WARNING",
-                    "CAMS call unanswered: the WABA may be bound; the next call re-checks",
+                    "CAMS call without an answer: the WABA may be bound; the next call re-checks",
                     WabaId=waba_id,
                     Code=result.code,
                     Attempt=attempts,

@@ -18,9 +18,9 @@ PRODUCT, VERSION, ACTION = "cams", "2020-06-06", "ChatappBindWaba"
 RETRYABLE_CODES = frozenset({"System.LimitControl", "ServiceUnavailable", "InternalError"})
 THROTTLE_CODES = frozenset({"System.LimitControl"})
 MAX_MESSAGE = 512
-# Connecting (TCP, TLS) is a round trip or two; a call waits at most this long for it, within a
-# quarter of its read timeout. A call's whole span is both (CamsClient.call_s).
-CONNECT_TIMEOUT_S = 1.0
+# Connecting (TCP, TLS) is a round trip or two; a call waits a quarter of its read timeout for
+# it, at most this (a lost SYN is sent again after 1 s). A call's whole span is both (call_s).
+CONNECT_TIMEOUT_S = 2.0
 # Answers without CAMS's JSON that may succeed later: a gateway's timeout or rate limit page.
 RETRYABLE_PAGES = frozenset({408, 429})
 
