@@ -90,6 +90,9 @@ RETRIED = [
     ("dropped connection", lambda: Fault.drop(times=2)),
     ("slow past the read timeout", lambda: Fault.slow(2.0, times=1)),
     ("garbage 200", lambda: Fault.garbage(times=2)),
+    ("a gateway's 408 page", lambda: Fault.http_status(408, times=2)),
+    ("a gateway's 429 page", lambda: Fault.http_status(429, times=2)),
+    ("504 page", lambda: Fault.http_status(504, times=2)),
 ]
 
 
@@ -116,3 +119,23 @@ def test_a_fault_that_never_clears_answers_503_before_the_deadline(wababind_env,
     # a retryable failure is not remembered: the next try calls CAMS again
     wababind_env.set_fault("2000000000000006", Fault.http_status(503, times=0))
     assert bind("2000000000000006", context)[0] == 200
+
+
+# A page without CAMS's JSON at 3xx/4xx is not CAMS answering: a WAF, a proxy, a wrong endpoint.
+# It will answer the same tomorrow, so it is terminal, not retried for a day.
+TERMINAL_PAGES = [301, 400, 401, 403, 404, 405]
+
+
+@pytest.mark.parametrize("status", TERMINAL_PAGES)
+def test_a_page_without_json_at_3xx_or_4xx_is_terminal(wababind_env, context, status):
+    wababind_env.set_fault("2000000000000007", Fault.http_status(status))
+    code, _, body = bind("2000000000000007", context)
+    assert code == 502
+    assert (body["Status"], body["Code"], body["Retryable"], body["Attempts"]) == (
+        "failed",
+        f"HTTP{status}",
+        False,
+        1,
+    )
+    assert "CAMS_ENDPOINT" in body["Message"] and body["Ambiguous"] is False
+    assert wababind_env.count(waba_id="2000000000000007") == 1

@@ -30,8 +30,8 @@ def test_prepare_opens_the_connection_the_first_call_then_uses(cams_sim):
     pool = pool_of(client, cams_sim.endpoint)
     assert pool.num_connections == 1 and cams_sim.count() == 0  # connected, nothing sent
     client.prepare(CREDS)  # again: nothing new
-    assert isinstance(client.bind_waba("6200000000000001", CREDS, 5), Bound)
-    assert isinstance(client.bind_waba("6200000000000002", CREDS, 5), Bound)
+    assert isinstance(client.bind_waba("6200000000000001", CREDS), Bound)
+    assert isinstance(client.bind_waba("6200000000000002", CREDS), Bound)
     assert pool.num_connections == 1 and cams_sim.count() == 2
 
 
@@ -49,7 +49,7 @@ def test_the_sdk_logging_is_set_up_once_not_per_call(cams_sim, monkeypatch):
     client = CamsClient(parse_cams_endpoint(cams_sim.endpoint), "ap-southeast-1", 5)
     client.prepare(CREDS)
     for n in range(3):
-        assert isinstance(client.bind_waba(f"620000000000001{n}", CREDS, 5), Bound)
+        assert isinstance(client.bind_waba(f"620000000000001{n}", CREDS), Bound)
     assert len(setups) == 1
 
 
@@ -63,5 +63,6 @@ def closed_port() -> int:
 def test_prepare_never_raises_and_the_call_reports_an_unreachable_cams(closed_port):
     client = CamsClient(parse_cams_endpoint(f"http://127.0.0.1:{closed_port}"), "cn-hangzhou", 1)
     client.prepare(CREDS)
-    result = client.bind_waba("6200000000000020", CREDS, 1)
+    result = client.bind_waba("6200000000000020", CREDS)
     assert isinstance(result, BindError) and result.code == CAMS_UNREACHABLE
+    assert result.retryable and not result.ambiguous  # refused: the request never went out

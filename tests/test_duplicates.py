@@ -304,7 +304,8 @@ def test_an_instance_killed_mid_bind_frees_the_waba_after_the_in_progress_expiry
 
     held = Child(
         {"mode": "hold", "waba_id": waba_id, "event_id": "killed-1", "timeout": 3},
-        child_env(REDIS_URL=redis_url, CAMS_QPS="1000", CAMS_TIMEOUT_S="10"),
+        # a read timeout that fits its 3-s function timeout; CAMS answers long after it
+        child_env(REDIS_URL=redis_url, CAMS_QPS="1000", CAMS_TIMEOUT_S="1.5"),
     )
     try:
         held.wait_for("READY")

@@ -18,7 +18,7 @@ from wababind_local.cli.report import PLOT_DPI, PLOT_SIZE_IN, STATUS_COLOURS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 KEYS = [
-    "Total", "ByStatus", "ByCode", "ByLane", "Retryable", "DurationMs", "QuotaWaitMs",
+    "Total", "ByStatus", "ByCode", "ByLane", "Retryable", "Ambiguous", "DurationMs", "QuotaWaitMs",
     "BindsPerSecond", "Undelivered", "Skipped",
 ]  # fmt: skip
 PNG_SIZE = (int(PLOT_SIZE_IN[0] * PLOT_DPI), int(PLOT_SIZE_IN[1] * PLOT_DPI))
@@ -54,7 +54,8 @@ OUTCOMES = [
     line(outcome("bound", "OK", "bulk", 100, 0, "00.000", "00.100")),
     line(outcome("bound", "OK", "bulk", 200, 50, "00.500", "00.700")),
     line(outcome("duplicate", "OK", "interactive", 5, 0, "01.000", "01.005")),
-    line(outcome("failed", "ServiceUnavailable", "bulk", 1000, 100, "01.000", "02.000", True)),
+    line({**outcome("failed", "ServiceUnavailable", "bulk", 1000, 100, "01.000", "02.000", True),
+          "Ambiguous": True}),
     line(outcome("failed", "Ram.PermissionDeny", "interactive", 300, 150, "02.000", "02.300")),
     # a `bulk --out` line: the row key first
     line({"Row": "2:12345", **outcome("bound", "OK", "bulk", 400, 200, "03.000", "04.000")}),
@@ -86,6 +87,7 @@ EXPECTED = {
     "ByCode": {"OK": 6, "ServiceUnavailable": 1, "Ram.PermissionDeny": 1, "InvalidRow": 1},
     "ByLane": {"bulk": 5, "interactive": 3, "unknown": 1},
     "Retryable": 1,
+    "Ambiguous": 1,  # the ServiceUnavailable one: an earlier call of it went unanswered
     # 0 5 100 200 300 400 600 700 1000: rank 4 → 300; rank 7.6 → 700 + 0.6 x 300
     "DurationMs": {"p50": 300.0, "p95": 880.0, "max": 1000.0},
     # 0 0 50 100 150 200 250 300: rank 3.5 → 125; rank 6.65 → 250 + 0.65 x 50
@@ -132,7 +134,7 @@ def test_nothing_to_report_is_zeros_and_nulls(tmp_path, capsys):
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n".join(APP_LOGS) + "\n")
     assert report_json(capsys, str(empty)) == {
-        "Total": 0, "ByStatus": {}, "ByCode": {}, "ByLane": {}, "Retryable": 0,
+        "Total": 0, "ByStatus": {}, "ByCode": {}, "ByLane": {}, "Retryable": 0, "Ambiguous": 0,
         "DurationMs": {"p50": None, "p95": None, "max": None},
         "QuotaWaitMs": {"p50": None, "p95": None},
         "BindsPerSecond": None, "Undelivered": {}, "Skipped": 3,

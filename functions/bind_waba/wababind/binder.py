@@ -10,6 +10,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from wababind import applog
 from wababind.cams import Bound, CamsClient, is_throttle
 from wababind.credentials import Credentials
 from wababind.errors import (
@@ -28,8 +29,11 @@ from wababind.ratelimit import RateLimiter
 
 BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 5.0
-MIN_CALL_TIME_S = 0.1  # no point starting a CAMS call with less time than this left
+MIN_CALL_TIME_S = 0.1  # a wait for the store or a claim stops with less than this left
 FAILURE_MEMORY_S = 60.0  # a terminal failure is remembered briefly, so a retry storm stays cheap
+# A claim lives until its invocation's deadline + this: always past the end of the call it
+# covers (a call starts only when it can end by the deadline: _call_with_retries), and past
+# what CAMS may still be doing with an unanswered one, so no call is made beside it.
 IN_PROGRESS_MARGIN_S = 5.0
 POLL_START_S, POLL_CAP_S = 0.05, 0.5
 STORE_PROBE_S = 0.5  # an interactive bind waiting for Redis asks it again after this pause
@@ -55,12 +59,14 @@ class Invocation:
 
 @dataclass(repr=False, eq=False)
 class Settled:
-    """What the CAMS step ended with: the last result, how many calls it took, and how long
-    it waited for quota slots."""
+    """What the CAMS step ended with: the last result, how many calls it took, how long it
+    waited for quota slots, and whether a call went unanswered with no later call settling it
+    (CAMS may have bound the WABA: the claim is kept, the next call is the re-check)."""
 
     result: Bound | BindError
     attempts: int
     quota_wait_s: float = 0.0
+    ambiguous: bool = False
 
 
 class Binder:
@@ -69,14 +75,12 @@ class Binder:
         cams: CamsClient,
         limiter: RateLimiter,
         store: IdempotencyStore,
-        timeout_s: float,
         idempotency_ttl_s: float,
         store_health: RedisHealth | None = None,
     ):
         self.cams = cams  # the FC initializer calls cams.prepare() (wababind.cams)
         self._limiter = limiter
         self._store = store
-        self._timeout_s = timeout_s
         self._ttl_s = idempotency_ttl_s
         self._health = store_health  # Redis's health when REDIS_URL is set
         self._looked_lock = threading.Lock()
@@ -126,12 +130,13 @@ class Binder:
                 request, "bound", result.cust_space_id, result.request_id, settled.attempts, wait_ms
             )
         if result.retryable:
-            self._store.release(waba_id, owner)
+            if not settled.ambiguous:  # ambiguous: the claim stays ours until it expires
+                self._store.release(waba_id, owner)
         else:
             self._store.fail(
                 waba_id, owner, code=result.code, message=result.message, ttl_s=FAILURE_MEMORY_S
             )
-        return _failed(request, result, settled.attempts, wait_ms)
+        return _failed(request, result, settled.attempts, wait_ms, settled.ambiguous)
 
     def _claim_or_wait(self, waba_id: str, owner: str, inv: Invocation) -> IdempotencyRecord | None:
         """None: we hold the WabaId. Otherwise the record that decides the outcome.
@@ -185,7 +190,14 @@ class Binder:
         return first
 
     def _call_with_retries(self, waba_id: str, inv: Invocation) -> Settled:
-        """Exponential backoff, full jitter; never starts a call or a sleep past the deadline."""
+        """Exponential backoff, full jitter. No call is abandoned: one starts only when the
+        invocation can wait it out (connect, then the whole read timeout: `call_s`), so a slot
+        is asked for only up to `last_start`, and a backoff that would pass it ends the bind:
+
+            start ── quota wait ── call ─ backoff ── call ──┤last_start├── call_s ──┤deadline
+
+        An unanswered call (read timeout, dropped after sending) is ambiguous; the owner's next
+        call in this loop is the re-check, and only a later answer settles it."""
         if inv.credentials is None:
             return Settled(
                 BindError(
@@ -194,41 +206,43 @@ class Binder:
                 0,
             )
         self.cams.prepare(inv.credentials)  # nothing slow between a slot and its call
-        attempts, waited = 0, 0.0
-        last: BindError | None = None
-        while True:
+        last_start = inv.deadline - self.cams.call_s
+        attempts, waited, ambiguous = 0, 0.0, False
+        last = NO_TIME_TO_CALL
+        while time.monotonic() <= last_start:
             asked = time.monotonic()
             try:
                 slot = self._shared(
-                    lambda: self._limiter.acquire(inv.lane, inv.deadline - MIN_CALL_TIME_S),
-                    waba_id,
-                    inv,
-                    _waits(inv),
+                    lambda: self._limiter.acquire(inv.lane, last_start), waba_id, inv, _waits(inv)
                 )
             except SharedStoreUnavailable:
                 slot, last = None, STORE_AWAY  # no slot without the shared limiter: no call
             waited += time.monotonic() - asked
-            if slot is None:
-                break
-            remaining = inv.remaining()
-            if remaining < MIN_CALL_TIME_S:
+            if slot is None or time.monotonic() > last_start:
                 break
             attempts += 1
-            result = self.cams.bind_waba(waba_id, inv.credentials, min(self._timeout_s, remaining))
+            result = self.cams.bind_waba(waba_id, inv.credentials)
             if isinstance(result, Bound) or not result.retryable:
-                return Settled(result, attempts, waited)
+                return Settled(
+                    result, attempts, waited, ambiguous and not isinstance(result, Bound)
+                )
             last = result
+            if result.ambiguous:
+                ambiguous = True
+                applog.log(
+                    "WARNING",
+                    "CAMS call without an answer: the WABA may be bound; the next call re-checks",
+                    WabaId=waba_id,
+                    Code=result.code,
+                    Attempt=attempts,
+                )
             if is_throttle(result):
                 self._limiter.throttled()
             pause = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1)))
-            if inv.remaining() < pause + MIN_CALL_TIME_S:
+            if time.monotonic() + pause > last_start:
                 break
             time.sleep(pause)
-        if last is None:
-            last = BindError(
-                DEADLINE_EXCEEDED, "no time left to call CAMS before the deadline", True
-            )
-        return Settled(last, attempts, waited)
+        return Settled(last, attempts, waited, ambiguous)
 
 
 def _waits(inv: Invocation) -> bool:
@@ -236,6 +250,12 @@ def _waits(inv: Invocation) -> bool:
     return inv.lane == "interactive"
 
 
+NO_TIME_TO_CALL = BindError(
+    DEADLINE_EXCEEDED,
+    "no quota slot came with time left for a whole CAMS call (CAMS_TIMEOUT_S) before the "
+    "deadline; nothing was sent: retry later",
+    True,
+)
 STORE_AWAY = BindError(
     SHARED_STORE_UNAVAILABLE,
     "the shared store (Redis) did not answer; nothing is bound on one instance's memory "
@@ -283,7 +303,11 @@ def _bound(
 
 
 def _failed(
-    request: BindRequest, error: BindError, attempts: int, quota_wait_ms: float = 0.0
+    request: BindRequest,
+    error: BindError,
+    attempts: int,
+    quota_wait_ms: float = 0.0,
+    ambiguous: bool = False,
 ) -> Outcome:
     return _outcome(
         request,
@@ -295,6 +319,7 @@ def _failed(
         request_id=error.request_id,
         access_denied_detail=error.access_denied_detail,
         quota_wait_ms=quota_wait_ms,
+        ambiguous=ambiguous,
     )
 
 

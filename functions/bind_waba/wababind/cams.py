@@ -12,15 +12,21 @@ from typing import Any
 
 from wababind.config import CamsEndpoint
 from wababind.credentials import Credentials
-from wababind.errors import CAMS_BAD_RESPONSE, CAMS_UNREACHABLE, BindError
+from wababind.errors import CAMS_BAD_RESPONSE, CAMS_NO_ANSWER, CAMS_UNREACHABLE, BindError
 
 PRODUCT, VERSION, ACTION = "cams", "2020-06-06", "ChatappBindWaba"
 RETRYABLE_CODES = frozenset({"System.LimitControl", "ServiceUnavailable", "InternalError"})
 THROTTLE_CODES = frozenset({"System.LimitControl"})
 MAX_MESSAGE = 512
+# Connecting (TCP, TLS) is a round trip or two; a call waits a quarter of its read timeout for
+# it, at most this (a lost SYN is sent again after 1 s). A call's whole span is both (call_s).
+CONNECT_TIMEOUT_S = 2.0
+# Answers without CAMS's JSON that may succeed later: a gateway's timeout or rate limit page.
+RETRYABLE_PAGES = frozenset({408, 429})
 
 _sdk_lock = threading.Lock()
 _sdk_module: ModuleType | None = None
+_last_error = threading.local()  # `error`: what this thread's last CAMS request raised, if anything
 
 
 def _sdk() -> ModuleType:
@@ -89,11 +95,18 @@ class CamsClient:
     def __init__(self, endpoint: CamsEndpoint, region: str, timeout_s: float, pool_size: int = 32):
         self._endpoint = endpoint
         self._region = region
-        self._timeout_s = timeout_s
+        self._timeout_s = timeout_s  # CAMS_TIMEOUT_S: the read timeout of every call
+        self._connect_s = min(CONNECT_TIMEOUT_S, timeout_s / 4)
         self._pool_size = pool_size
         self._lock = threading.Lock()
         self._clients: dict[Credentials, Any] = {}  # AcsClient per key
         self._connected: set[Credentials] = set()  # clients prepare() opened a connection for
+
+    @property
+    def call_s(self) -> float:
+        """The longest a call can take: connecting, then the whole read timeout. The binder
+        starts a call only with this much time left, so it never gives up on one."""
+        return self._connect_s + self._timeout_s
 
     def prepare(self, creds: Credentials | None) -> None:
         """Everything slow before a call, done ahead of it: the SDK import, the AcsClient for
@@ -109,7 +122,7 @@ class CamsClient:
                 return
             self._connected.add(creds)  # one try per client: an unreachable CAMS costs it once
         try:
-            _open_keep_alive(client, self._endpoint, min(self._timeout_s, 3.0))
+            _open_keep_alive(client, self._endpoint, self._connect_s)
         except Exception:  # the call itself connects again and reports any real failure
             return
 
@@ -135,7 +148,7 @@ class CamsClient:
                     credential=credential,
                     auto_retry=False,  # wababind.binder owns retries, bounded by the deadline
                     port=self._endpoint.port,
-                    connect_timeout=min(self._timeout_s, 3.0),
+                    connect_timeout=self._connect_s,
                     timeout=self._timeout_s,
                     pool_size=self._pool_size,
                 )
@@ -143,6 +156,7 @@ class CamsClient:
                 # stats, and a lazy import on the first); the SDK passes proxies and TLS
                 # verification itself (aliyunsdkcore.http.http_response), so nothing is lost.
                 client.session.trust_env = False
+                client.session.send = _noting_errors(client.session.send)
                 _fixed_user_agent(client)
                 # STS keys rotate; keep only the newest few clients.
                 if len(self._clients) >= 4:
@@ -152,8 +166,9 @@ class CamsClient:
                 self._clients[creds] = client
             return client
 
-    def bind_waba(self, waba_id: str, creds: Credentials, timeout_s: float) -> CallResult:
-        """One signed call; never raises for anything CAMS or the network does."""
+    def bind_waba(self, waba_id: str, creds: Credentials) -> CallResult:
+        """One signed call, with CAMS_TIMEOUT_S as its read timeout; never raises for anything
+        CAMS or the network does."""
         sdk = _sdk()
         request = sdk.request.CommonRequest(
             domain=self._endpoint.host, version=VERSION, action_name=ACTION, product=PRODUCT
@@ -162,15 +177,16 @@ class CamsClient:
         request.set_method("POST")
         request.set_accept_format("JSON")
         request.add_query_param("WabaId", waba_id)
-        request.set_read_timeout(max(timeout_s, 0.05))
-        request.set_connect_timeout(max(min(timeout_s, 3.0), 0.05))
+        request.set_read_timeout(self._timeout_s)
+        request.set_connect_timeout(self._connect_s)
+        _last_error.error = None
         try:
             # The public do_action_with_exception drops the body of an error answer, and with it
             # AccessDeniedDetail; this returns status and body for every answer.
             status, _headers, body, _exc = self._client(creds)._implementation_of_do_action(request)
         except sdk.acs_exception.exceptions.ClientException as exc:
             if exc.get_error_code() == "SDK.HttpError":
-                return BindError(CAMS_UNREACHABLE, _network_message(exc), retryable=True)
+                return network_error(_last_error.error)
             return BindError(exc.get_error_code(), safe_message(exc.get_error_msg()), False)
         return parse_answer(status, body)
 
@@ -210,13 +226,44 @@ def _open_keep_alive(client: Any, endpoint: CamsEndpoint, timeout_s: float) -> N
     pool._put_conn(conn)
 
 
-def _network_message(exc: Any) -> str:
-    text = str(exc.get_error_msg())
-    if "timed out" in text.lower():
-        return "CAMS did not answer within the timeout"
-    if "refused" in text.lower():
-        return "CAMS refused the connection"
-    return "the connection to CAMS failed or was dropped"
+def _noting_errors(send: Any) -> Any:
+    """The session's `send`, noting what it raises: the SDK turns every network error into a
+    ClientException holding only its text (aliyunsdkcore.client.AcsClient._handle_single_request,
+    `except IOError`), and whether the request went out is in the exception's type."""
+
+    def send_noting(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return send(*args, **kwargs)
+        except Exception as exc:
+            _last_error.error = exc
+            raise
+
+    return send_noting
+
+
+def network_error(exc: BaseException | None) -> BindError:
+    """A call without an answer, by the exception of the SDK's own (vendored) requests 2.18 and
+    urllib3 1.24. Not sent: the connection was never made (refused, unknown host: urllib3's
+    NewConnectionError; or a connect timeout). Everything else — a read timeout, a connection
+    dropped after the request went out, an error we cannot place — may have reached CAMS, which
+    may have bound the WABA: ambiguous. (A TLS handshake that times out is a read timeout to
+    urllib3 1.24: counted as ambiguous, the safe side.)"""
+    from aliyunsdkcore.vendored.requests import exceptions as rq
+    from aliyunsdkcore.vendored.requests.packages.urllib3 import exceptions as u3
+
+    if isinstance(exc, rq.ConnectTimeout):
+        return BindError(CAMS_UNREACHABLE, "CAMS did not accept the connection in time", True)
+    cause = exc.args[0] if isinstance(exc, rq.ConnectionError) and exc.args else None
+    if isinstance(cause, u3.MaxRetryError) and isinstance(cause.reason, u3.NewConnectionError):
+        return BindError(CAMS_UNREACHABLE, "CAMS refused the connection or did not resolve", True)
+    message = (  # a timeout while the body arrives is a ConnectionError(ReadTimeoutError)
+        "CAMS did not answer within CAMS_TIMEOUT_S"
+        if isinstance(exc, rq.Timeout) or isinstance(cause, u3.ReadTimeoutError)
+        else "the connection to CAMS dropped after the request was sent"
+    )
+    return BindError(
+        CAMS_NO_ANSWER, f"{message}; CAMS may have bound the WABA", True, ambiguous=True
+    )
 
 
 def parse_answer(status: int, body: bytes | None) -> CallResult:
@@ -226,13 +273,7 @@ def parse_answer(status: int, body: bytes | None) -> CallResult:
     except ValueError:
         doc = None
     if not isinstance(doc, dict):
-        if status >= 500:
-            return BindError(
-                f"HTTP{status}", f"CAMS answered HTTP {status}", True, None, None, status
-            )
-        return BindError(
-            CAMS_BAD_RESPONSE, f"CAMS answered HTTP {status} without JSON", True, http_status=status
-        )
+        return _page(status)
     request_id = _text(doc.get("RequestId"))
     code = _text(doc.get("Code")) or f"HTTP{status}"
     if status == 200 and code == "OK" and doc.get("Success") is not False:
@@ -250,6 +291,23 @@ def parse_answer(status: int, body: bytes | None) -> CallResult:
         ),
         http_status=status,
     )
+
+
+def _page(status: int) -> BindError:
+    """An answer without CAMS's JSON. 5xx: CAMS or a gateway is down, retry. 2xx: CAMS answered
+    but the body is unreadable (cut short?): it may have bound, so retry as a re-check. 3xx and
+    4xx: a firewall, a proxy or a wrong CAMS_ENDPOINT answered, and will again: terminal (a 408
+    or 429 page is a gateway's timeout or rate limit: retry)."""
+    if status >= 500 or status in RETRYABLE_PAGES:
+        return BindError(f"HTTP{status}", f"CAMS answered HTTP {status}", True, http_status=status)
+    if status < 300:
+        message = f"CAMS answered HTTP {status} without JSON; it may have bound the WABA"
+        return BindError(CAMS_BAD_RESPONSE, message, True, http_status=status, ambiguous=True)
+    message = (
+        f"HTTP {status} without CAMS's JSON: not CAMS (a firewall, a proxy, or a wrong "
+        "CAMS_ENDPOINT); fix it, then send the request again"
+    )
+    return BindError(f"HTTP{status}", message, False, http_status=status)
 
 
 def _text(value: object) -> str | None:

@@ -15,14 +15,16 @@ class BindError(NamedTuple):
     request_id: str | None = None
     access_denied_detail: str | None = None
     http_status: int | None = None
+    ambiguous: bool = False  # the request went out and no readable answer came: CAMS may have bound
 
 
 # The project's own codes (CAMS's codes pass through unchanged).
 INVALID_MESSAGE = "InvalidMessage"  # a queue message that is not a valid bind request
 BIND_IN_PROGRESS = "BindInProgress"  # another instance holds this WabaId right now
 DEADLINE_EXCEEDED = "DeadlineExceeded"  # retries ran out of invocation time
-CAMS_UNREACHABLE = "CamsUnreachable"  # timeout, refused or dropped connection
-CAMS_BAD_RESPONSE = "CamsBadResponse"  # HTTP 200 whose body is not CAMS's JSON
+CAMS_UNREACHABLE = "CamsUnreachable"  # the request never went out: refused, connect timeout
+CAMS_NO_ANSWER = "CamsNoAnswer"  # it went out, no answer came (read timeout, dropped): ambiguous
+CAMS_BAD_RESPONSE = "CamsBadResponse"  # an HTTP 2xx/3xx answer whose body is not CAMS's JSON
 MISSING_CREDENTIALS = "MissingCredentials"  # neither context nor environment has a key
 SHARED_STORE_UNAVAILABLE = "SharedStoreUnavailable"  # REDIS_URL is set and Redis does not answer
 

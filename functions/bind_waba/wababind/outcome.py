@@ -55,6 +55,7 @@ class Outcome:
     finished_at: datetime = field(default_factory=utcnow)
     quota_wait_ms: float = 0.0  # waiting for quota slots, all attempts together
     lane: Lane = "bulk"
+    ambiguous: bool = False  # a call's answer never came and no later call settled it: may be bound
     callback_url: str | None = None
     _json: str | None = field(default=None, init=False, repr=False, compare=False)
 
@@ -79,6 +80,7 @@ class Outcome:
             "DurationMs": round((self.finished_at - self.started_at).total_seconds() * 1000, 3),
             "QuotaWaitMs": round(self.quota_wait_ms, 3),
             "Lane": self.lane,
+            "Ambiguous": self.ambiguous,
         }
 
     def to_json(self) -> str:

@@ -111,7 +111,6 @@ def build_runtime(settings: Settings) -> Runtime:
             share=settings.interactive_max_share,
         ),
         store,
-        settings.cams_timeout_s,
         settings.idempotency_ttl_s,
         store_health=health,
     )
@@ -169,14 +168,17 @@ def fc_request_id(context: Any) -> str:
 
 
 def start_invocation(context: Any, lane: Lane, started: float | None = None) -> Invocation:
-    """The deadline is FC's function timeout from our start, less a reserve for the sinks."""
+    """The deadline is FC's function timeout from our start, less a reserve for the sinks
+    (10%: 3 s of the HTTP function's 30, between 0.5 and 10 s). Binds end by the deadline,
+    their CAMS calls included (the binder starts one only when it fits: README "Calling CAMS");
+    the sinks have until `finish_by`."""
     started = time.monotonic() if started is None else started
     function = getattr(context, "function", None)
     try:
         timeout = float(getattr(function, "timeout", None) or DEFAULT_TIMEOUT_S)
     except (TypeError, ValueError):
         timeout = DEFAULT_TIMEOUT_S
-    reserve = min(max(1.0, timeout * 0.1), 10.0)
+    reserve = min(max(0.5, timeout * 0.1), 10.0)
     return Invocation(
         request_id=fc_request_id(context),
         lane=lane,

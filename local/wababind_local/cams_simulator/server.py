@@ -38,6 +38,9 @@ class Backend(Protocol):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver listens with a backlog of 5: a burst of new connections overflowed it, and the
+    # dropped SYNs came back after Linux's 1-s retransmit, as no real CAMS endpoint behaves
+    request_queue_size = 128
     sim: Backend
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:

@@ -41,6 +41,7 @@ def local_outcome(row: Row, code: str, message: str, retryable: bool) -> dict[st
         "DurationMs": 0,
         "QuotaWaitMs": 0.0,
         "Lane": "bulk",  # only `wababind bulk` writes rows the function gave no outcome for
+        "Ambiguous": False,
     }
 
 

@@ -105,6 +105,7 @@ def summarize_records(records: Records) -> dict[str, Any]:
         "ByCode": dict(Counter(str(r.get("Code") or UNKNOWN) for r in outcomes).most_common()),
         "ByLane": dict(Counter(str(r.get("Lane") or UNKNOWN) for r in outcomes).most_common()),
         "Retryable": sum(1 for r in outcomes if r.get("Retryable") is True),
+        "Ambiguous": sum(1 for r in outcomes if r.get("Ambiguous") is True),
         "DurationMs": {
             "p50": _stat(percentile(durations, 50)),
             "p95": _stat(percentile(durations, 95)),
@@ -176,6 +177,7 @@ def print_table(summary: dict[str, Any], sources: Sequence[str], out: IO[str]) -
     for status, n in summary["ByStatus"].items():
         outcomes.add_row(status, str(n), share(n))
     outcomes.add_row("failed, retryable", str(summary["Retryable"]), share(summary["Retryable"]))
+    outcomes.add_row("may be bound (Ambiguous)", str(summary["Ambiguous"]), "")
     rate = summary["BindsPerSecond"]
     outcomes.add_row("binds per second", "-" if rate is None else f"{rate:g}", "")
     console.print(outcomes)
