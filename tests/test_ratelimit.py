@@ -30,6 +30,7 @@ from wababind.errors import SharedStoreUnavailable
 from wababind.ratelimit import (
     BACKOFF,
     DEFAULT_SHARE,
+    LATE_MIN_S,
     LATE_TOLERANCE,
     SPACING_MIN,
     SPACING_START,
@@ -40,6 +41,7 @@ from wababind.ratelimit import (
     RedisRateLimiter,
     ScriptBook,
     Tuning,
+    late,
     make_rate_limiter,
     redis_client,
     window_size,
@@ -185,7 +187,7 @@ EVENTS = st.lists(
     min_size=1,
     max_size=60,
 )
-QPS = st.sampled_from([1, 2.5, 3, 10])
+QPS = st.sampled_from([1, 2.5, 3, 10, 200])  # 200: 5-ms intervals, where LATE_MIN_S rules
 SHARE = st.sampled_from([0.5, 0.25])
 
 
@@ -258,8 +260,8 @@ def test_no_sequence_lets_more_than_qps_calls_leave_in_one_second(events, qps, s
     assert crowding(grants) <= window_size(qps)
     for booked, at, now, interval, leave_by in decisions:
         if booked:  # each may leave for its whole tolerance after its slot or its decision
-            assert max(at, now) + LATE_TOLERANCE * interval <= leave_by + 1e-6  # to the µs
-            assert leave_by - max(at, now) <= LATE_TOLERANCE * interval + 2e-6  # µs, ulps
+            assert max(at, now) + late(interval) <= leave_by + 1e-6  # to the µs
+            assert leave_by - max(at, now) <= late(interval) + 2e-6  # µs, ulps
 
 
 def test_late_decisions_move_the_slot_a_second_after_them():
@@ -304,6 +306,31 @@ def test_a_decision_whose_answer_comes_back_too_late_leaves_its_slot_empty(
     else:  # it could never leave within its tolerance: no slot, none recorded as sent
         assert slot is None and limiter.sent == []
         assert limiter.book.tat > 100.0  # the slots it booked stay empty
+
+
+@pytest.mark.parametrize("qps", [10, 1000])
+def test_a_redis_round_trip_is_never_too_late_at_any_qps(qps):
+    """At 1000 calls/s an interval is 1 ms and a tenth of it (0.1 ms) is shorter than any Redis
+    round trip: without the LATE_MIN_S floor every answer would come back too late, and a bind
+    would book and drop slots until its deadline."""
+    clock = FakeClock()
+    rtt = 0.004  # a Redis round trip on a busy machine
+    assert LATE_TOLERANCE * SPACING_START / 1000 < rtt < LATE_MIN_S
+
+    decisions = []
+
+    class RoundTrips(LocalRateLimiter):
+        def decide(self, lane: Lane, ticket: float, deadline: float) -> Decision | None:
+            decision = super().decide(lane, ticket, deadline)
+            decisions.append(decision)
+            clock.now += rtt
+            return decision
+
+    limiter = RoundTrips(qps, clock=clock, sleep=clock.sleep)
+    limiter.sent = []
+    slots = [limiter.acquire("interactive", clock.now + 1.0) for _ in range(20)]
+    assert all(slot is not None for slot in slots) and len(limiter.sent) == 20
+    assert len(decisions) == 20  # one decision each: no slot booked and left empty
 
 
 @settings(

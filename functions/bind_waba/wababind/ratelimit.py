@@ -20,11 +20,12 @@ credit and an interactive slot costs one (at most CREDIT_CAP saved): without cre
 interactive bind takes a ticket too. So bulk keeps at least 1 - share of the slots even under an
 interactive flood, and interactive gets every slot it needs below that share.
 
-A caller sleeps until its slot and leaves then, or up to LATE_TOLERANCE of an interval later (a
-ticket holder's decision round trip, a late wake-up): a slot that began that recently is still
-bookable, and the next one stays one interval after it, so small delays shift no slot. A grant
-is booked with the latest time its call may leave, `leave_by` = LATE_TOLERANCE x interval after
-the slot starts or the decision is made, whichever is later; a caller that cannot leave by then
+A caller sleeps until its slot and leaves then, or up to `late` later: LATE_TOLERANCE of an
+interval, but never less than LATE_MIN_S, one Redis round trip and a wake-up, or at a high
+CAMS_QPS (1-ms intervals) no answer would ever come back in time. A slot that began that recently
+is still bookable, and the next one stays one interval after it, so small delays shift no slot.
+A grant is booked with the latest time its call may leave, `leave_by` = `late` after the slot
+starts or the decision is made, whichever is later; a caller that cannot leave by then
 (on the book's clock, the decision's round trip counted as late) leaves its slot empty and
 books again (a late call would bunch with the next).
 
@@ -38,9 +39,10 @@ least one), and a slot starts no earlier than 1 s (+ EPSILON) after the n-th pre
             at  leave_by ─────────── 1 s ─────────────►│ earliest at of grant k+n
 
 The invariants, for every grant k in the order the book makes them (on its own clock):
-  1. the call leaves in [at_k, leave_by_k], leave_by_k = max(at_k, now_k) + LATE_TOLERANCE x
-     interval_k, and now_k ≤ at_k + LATE_TOLERANCE x interval_k (a started slot is recent);
-  2. at_k+1 ≥ at_k + interval_k > leave_by_k (slots never overlap, leave windows are ordered);
+  1. the call leaves in [at_k, leave_by_k], leave_by_k = max(at_k, now_k) + late_k, and
+     now_k ≤ at_k + late_k (a started slot is recent), late_k = late(interval_k);
+  2. at_k+1 ≥ at_k + interval_k (slots never overlap; while late_k < interval_k, as at any
+     qps up to 1 / (10 x LATE_MIN_S) = 20, leave windows are ordered too);
   3. at_k+n ≥ leave_by_k + 1 s, so no n + 1 calls leave in any 1-s window, however late
      within their tolerance each one leaves: late wake-ups included, across every instance
      sharing the book. At the narrowest spacing (SPACING_MIN) n intervals last 1.01 s, so the
@@ -80,6 +82,7 @@ BACKOFF_EVERY_S = 1.0  # ... at most once per quota window
 RECOVERY = 0.99  # after a quiet period, the spacing narrows this much per step
 QUIET_S, RECOVERY_STEP_S = 30.0, 10.0
 LATE_TOLERANCE = 0.1  # a call leaves at most this many intervals after its slot starts
+LATE_MIN_S = 0.005  # ... or this long, if longer: a Redis round trip and a wake-up
 EPSILON = 1e-6  # s: float noise, not time (and the hard rule's margin over it)
 CREDIT_CAP = 2.0  # interactive slots saved up while bulk waits (a burst of two goes at once)
 DEFAULT_SHARE = 0.5  # INTERACTIVE_MAX_SHARE: interactive's share of the slots while bulk waits
@@ -89,6 +92,11 @@ DEFAULT_KEY = "wababind:quota:cams"
 def window_size(qps: float) -> int:
     """How many calls may leave in one 1-s window: ⌊qps⌋, at least one."""
     return max(1, math.floor(qps))
+
+
+def late(interval: float) -> float:
+    """How long after its slot (or its decision) a call may still leave."""
+    return max(LATE_TOLERANCE * interval, LATE_MIN_S)
 
 
 def _us(value: float) -> float:
@@ -171,7 +179,7 @@ class Book:
         now, ticket, max_wait = _us(now), _us(ticket), _us(max_wait)
         interval = self.spacing_at(now) / self.qps
         slot = now
-        if self.tat >= now - LATE_TOLERANCE * interval - EPSILON:
+        if self.tat >= now - late(interval) - EPSILON:
             slot = self.tat  # a slot that began just now is still free to take
         if len(self.last) == self.last.maxlen:  # the hard quota: 1 s after the n-th last grant
             slot = max(slot, self.last[0] + 1 + EPSILON)
@@ -210,7 +218,7 @@ class Book:
             # decision would push the tail one slot further each time and leave slots empty
             ahead = math.floor((self.bulk_tail - self.tat) / interval + 0.5)
             self.bulk_tail = self.tat + ahead * interval
-        leave_by = _us_up(max(slot, now) + LATE_TOLERANCE * interval)
+        leave_by = _us_up(max(slot, now) + late(interval))
         self.last.append(leave_by)
         return self._answer(now, True, slot, interval, credit, leave_by)
 
@@ -372,8 +380,9 @@ end
 
 local lane, ticket, max_wait = ARGV[7], tonumber(ARGV[8]), tonumber(ARGV[9])
 local interval = current / qps
+local late = math.max(LATE * interval, LATE_MIN)
 local slot = now
-if tat >= now - LATE * interval - EPSILON then slot = tat end
+if tat >= now - late - EPSILON then slot = tat end
 local oldest = tonumber(redis.call('HGET', KEYS[1], 'g' .. head))
 if oldest then slot = math.max(slot, oldest + 1 + EPSILON) end
 local waiting = bulk_tail > now
@@ -391,7 +400,7 @@ local function book(cost)
   if bulk_tail > tat then
     bulk_tail = tat + math.floor((bulk_tail - tat) / interval + 0.5) * interval
   end
-  local leave_by = math.ceil((math.max(slot, now) + LATE * interval) * 1000000) / 1000000
+  local leave_by = math.ceil((math.max(slot, now) + late) * 1000000) / 1000000
   redis.call('HMSET', KEYS[1], 'g' .. head, f6(leave_by), 'head', head % n + 1)
   return answer('1', slot, leave_by)
 end
@@ -418,6 +427,7 @@ _CONSTANTS = (
     f"{SPACING_MAX!r}, {BACKOFF!r}, {BACKOFF_EVERY_S!r}\n"
     f"local RECOVERY, LATE, CAP, EPSILON = {RECOVERY!r}, {LATE_TOLERANCE!r}, {CREDIT_CAP!r}, "
     f"{EPSILON!r}\n"
+    f"local LATE_MIN = {LATE_MIN_S!r}\n"
 )
 _SCRIPT = _CONSTANTS + _SCRIPT_BODY
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from wababind_local.bench.bulk_cost import BulkCost
 from wababind_local.bench.config import Config
-from wababind_local.bench.fc_cold_start import FcColdStart
 from wababind_local.bench.overhead import Overhead
 from wababind_local.bench.priority import Priority
 from wababind_local.bench.results import ColdStart, Run
@@ -29,6 +29,22 @@ TARGET_FC_COMPILED_RATIO = 1.1  # ≤ 1.1x the same package with Python's own ca
 TARGET_FC_TEA_RATIO = 0.12  # ≤ 0.12x the Tea SDK client installed the same way
 # kept importable for code that used the former single one-process target
 TARGET_ONE_PROCESS_RATIO = TARGET_ONE_PROCESS[20.0]
+
+
+class FcColdStart(Protocol):
+    """What the cold-start targets read of one runtime's result (bench/fc_cold_start.py's
+    FcColdStart; named here, not imported: that module's CLI prints these targets)."""
+
+    @property
+    def runtime(self) -> str: ...
+    @property
+    def package(self) -> Mapping[str, Any]: ...
+    @property
+    def problem(self) -> str | None: ...
+
+    def compiled_ratio(self, function: str) -> float: ...
+
+    def tea_ratio(self, function: str) -> float: ...
 
 
 @dataclass(frozen=True)
