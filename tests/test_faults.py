@@ -706,8 +706,8 @@ def test_a_callback_receiver_that_hangs_loses_no_outcome_and_the_invocation_ends
         if line.startswith('{"Kind":"WabaBindOutcomeUndelivered"')
     )
     expected = Counter(f"hang-{i}" for i in range(size))
+    assert any(line.startswith("RETURNED ") for line in out), "FC stopped the invocation first"
     if "log" in sinks.split(","):
         assert logged == expected
     assert undelivered == expected, "an outcome the callback could not take was not logged"
-    assert any(line.startswith("RETURNED ") for line in out), "FC stopped the invocation first"
     assert faults_env.count() == size
