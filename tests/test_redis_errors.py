@@ -38,19 +38,31 @@ OLD_REDIS = os.environ.get(
     "WABABIND_OLD_REDIS_SERVER",
     str(Path(__file__).parent.parent / "build" / "redis-3.2.6" / "redis-server"),
 )
-FILL_MAX = 100_000  # filler keys at most: 1 MB fills after about 600 of 100 bytes
+# Redis 7 uses about 0.9 MB empty, so its maxmemory here is 4 MB (not 1), noeviction
+MAXMEMORY = "4mb"
+FULL_MARGIN = 256 * 1024
+FILL_MAX = 100_000  # filler keys at most: 4 MB fill after about 3,000 of 1,000 bytes
 
 
-def fill(client: Any) -> list[str]:
-    """Write filler keys until Redis refuses with OOM; their names (bounded by FILL_MAX)."""
-    names: list[str] = []
+def fill(client: Any) -> None:
+    """Write filler keys until Redis refuses with OOM, then set maxmemory FULL_MARGIN below
+    what Redis uses, so a client's buffers freed or a key expiring does not let a write in."""
+    client.config_set("maxmemory", MAXMEMORY)
     for i in range(FILL_MAX):
         try:
-            client.set(f"filler:{i}", "x" * 100)
+            client.set(f"filler:{i}", "x" * 1000)
         except redis.exceptions.OutOfMemoryError:
-            return names
-        names.append(f"filler:{i}")
+            used = int(client.info("memory")["used_memory"])
+            client.config_set("maxmemory", used - FULL_MARGIN)
+            return
     raise AssertionError("Redis never ran out of memory")
+
+
+def make_room(client: Any) -> None:
+    """What an operator does: drop what filled Redis up (DEL is allowed when full)."""
+    names = list(client.scan_iter("filler:*", count=1000))
+    for start in range(0, len(names), 1000):
+        client.delete(*names[start : start + 1000])
 
 
 def refusals(err: str) -> list[tuple[str, str | None, str]]:
@@ -73,7 +85,7 @@ def servers() -> Iterator[dict[str, RedisServer]]:
             config=("--replicaof", "127.0.0.1", port, "--replica-read-only", "yes")
         ).start()
         started["full"] = RedisServer(
-            config=("--maxmemory", "1mb", "--maxmemory-policy", "noeviction")
+            config=("--maxmemory", MAXMEMORY, "--maxmemory-policy", "noeviction")
         ).start()
         started["locked"] = RedisServer(config=("--requirepass", PASSWORD)).start()
         started["old"] = RedisServer(binary=OLD_REDIS).start()
@@ -230,7 +242,9 @@ def test_a_replica_after_a_failover_is_away_with_its_code_and_binds_after_promot
     captured = capsys.readouterr()
     retryable_without_a_call(response, captured.out, sim)
     away, _ = outage_lines(captured.err)
-    assert [(r["Level"], r.get("RedisCode")) for r in away] == [("WARNING", "READONLY")]
+    assert [(r["Level"], r.get("RedisCode")) for r in away] == [("WARNING", "READONLY")], [
+        r["Message"][:40] for r in app_logs(captured.err)
+    ]
     assert refusals(captured.err) == []
 
     get_runtime().store.health.retry_after_s = 0.2
@@ -268,7 +282,7 @@ REFUSALS: dict[str, Refusal] = {
         "full",
         None,
         lambda c, w: None,  # filled by the fixture
-        lambda c, w: c.delete(*c.keys("filler:*")),  # filled again after the test
+        lambda c, w: make_room(c),  # filled again after the test
         "OOM",
         "claim",
     ),
@@ -354,12 +368,12 @@ def test_a_completion_redis_refuses_for_lack_of_memory_is_kept_and_written_later
     admin.flushall()
     try:
         assert store.claim(waba_id, "a", 30) is None
-        fillers = fill(admin)
+        fill(admin)
         assert not store.complete(waba_id, "a", cust_space_id="cs-1", request_id="R", ttl_s=60)
         assert store.unsynced == 1
         with pytest.raises(SharedStoreUnavailable):
             store.flush()
-        admin.delete(*fillers)
+        make_room(admin)
         store.flush()
         assert store.unsynced == 0
         shared = RedisStore(redis_client(full.url)).get(waba_id)

@@ -292,8 +292,8 @@ class RedisStore(IdempotencyStore):
         holder = self._call("claim", remote)
         if isinstance(holder, RedisProblem):
             if holder.away:
-                # The SET NX may still land when Redis resumes: undo it then, if still ours.
-                self._miss(self._records + key, _Missed("if_owner", expires, owner=owner))
+                if holder.code is None:  # no answer: the SET NX may still land; undo it then
+                    self._miss(self._records + key, _Missed("if_owner", expires, owner=owner))
                 if not self.health.wait:
                     return None  # ON_REDIS_OUTAGE=local: this instance's memory decides
             # Refused (OOM, WRONGTYPE…): Redis is there and holds records; memory never decides
@@ -355,7 +355,7 @@ class RedisStore(IdempotencyStore):
             current = self._client.get(self._records + key)
             return None if current is None else IdempotencyRecord.from_json(current)
 
-        shared = self._call("get", remote)
+        shared = self._call("get", remote, writes=False)
         if isinstance(shared, RedisProblem):
             known = self._local.get(key)  # this instance's own claim or completion still counts
             if known is None and (self.health.wait or not shared.away):
@@ -365,7 +365,7 @@ class RedisStore(IdempotencyStore):
 
     def flush(self) -> None:
         """Give Redis what it missed now; raises SharedStoreUnavailable until it takes it."""
-        answer = self._call("replay", lambda: None, now=True)
+        answer = self._call("replay", lambda: None, now=True, writes=False)
         if isinstance(answer, RedisProblem):
             raise SharedStoreUnavailable(f"{answer.message}; writes kept for later")
 
@@ -413,10 +413,13 @@ class RedisStore(IdempotencyStore):
                 )
                 self._syncer.start()
 
-    def _call(self, operation: str, remote: Callable[[], T], now: bool = False) -> T | RedisProblem:
+    def _call(
+        self, operation: str, remote: Callable[[], T], now: bool = False, writes: bool = True
+    ) -> T | RedisProblem:
         """Redis's answer to `remote`, after Redis has taken what it missed, or the problem
         (redis_errors.classify: away, or refused, said as such with its code). During the
-        pause after Redis went away it is not asked (unless `now`): the answer is PAUSED."""
+        pause after Redis went away it is not asked (unless `now`): the answer is PAUSED.
+        Only a write says Redis is back: a read-only replica answers reads (and no-op scripts)."""
         if self.health.active() and not now:
             return PAUSED
 
@@ -426,7 +429,8 @@ class RedisStore(IdempotencyStore):
 
         answer = redis_errors.call(synced)
         if not isinstance(answer, RedisProblem):
-            self.health.succeeded()
+            if writes:
+                self.health.succeeded()
         elif answer.away:
             self.health.failed(answer)
             with self._lock:
@@ -488,7 +492,7 @@ class RedisStore(IdempotencyStore):
             time.sleep(SYNC_EVERY_S)
             if self.health.active() and not self.health.probe():
                 continue
-            self._call("replay", lambda: None)
+            self._call("replay", lambda: None, writes=False)
 
 
 PAUSED = RedisProblem("away", None, "Paused", "Redis failed moments ago: not asked again yet", True)
