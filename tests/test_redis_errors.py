@@ -29,6 +29,7 @@ from tests.test_redis_outage import app_logs, outage_lines
 from wababind import idempotency
 from wababind.errors import SHARED_STORE_UNAVAILABLE, SharedStoreUnavailable
 from wababind.idempotency import IdempotencyRecord, RecordStatus, RedisStore
+from wababind.lifecycle import REDIS_UNREACHABLE, initialize
 from wababind.ratelimit import DEFAULT_KEY, RedisRateLimiter, redis_client
 from wababind.redis_errors import RedisProblem, classify
 from wababind.runtime import get_runtime
@@ -462,3 +463,20 @@ def test_a_replay_pipeline_that_meets_noscript_reloads_and_is_written(
     assert on(server).get(f"wababind:idem:{waba_id}") is None  # released
     logs = app_logs(capsys.readouterr().err)
     assert not [r for r in logs if r["Message"].startswith("Redis refused")]
+
+
+def test_a_password_refused_at_start_is_said_as_refused_not_unreachable(
+    servers: dict[str, RedisServer],
+    wababind_env: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    context: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    wrong = "not-" + PASSWORD
+    monkeypatch.setenv("REDIS_URL", f"redis://:{wrong}@127.0.0.1:{servers['locked'].port}/0")
+    initialize(context())
+    err = capsys.readouterr().err
+    said = [(r["Level"], r.get("RedisCode")) for r in app_logs(err) if r["Component"] == "redis"]
+    assert said == [("ERROR", "WRONGPASS")]
+    assert [r for r in app_logs(err) if r["Message"] == REDIS_UNREACHABLE] == []
+    assert PASSWORD not in err and "Traceback" not in err
