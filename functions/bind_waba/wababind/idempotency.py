@@ -365,7 +365,7 @@ class RedisStore(IdempotencyStore):
 
     def flush(self) -> None:
         """Give Redis what it missed now; raises SharedStoreUnavailable until it takes it."""
-        answer = self._call("replay", lambda: None, now=True, writes=False)
+        answer = self._call("replay", lambda: None, now=True, writes=self._out_of_sync)
         if isinstance(answer, RedisProblem):
             raise SharedStoreUnavailable(f"{answer.message}; writes kept for later")
 
@@ -419,7 +419,8 @@ class RedisStore(IdempotencyStore):
         """Redis's answer to `remote`, after Redis has taken what it missed, or the problem
         (redis_errors.classify: away, or refused, said as such with its code). During the
         pause after Redis went away it is not asked (unless `now`): the answer is PAUSED.
-        Only a write says Redis is back: a read-only replica answers reads (and no-op scripts)."""
+        Only `writes` (a replay with something to write is one) say Redis is back: a read-only
+        replica answers reads."""
         if self.health.active() and not now:
             return PAUSED
 
@@ -492,7 +493,7 @@ class RedisStore(IdempotencyStore):
             time.sleep(SYNC_EVERY_S)
             if self.health.active() and not self.health.probe():
                 continue
-            self._call("replay", lambda: None, writes=False)
+            self._call("replay", lambda: None, writes=self._out_of_sync)
 
 
 PAUSED = RedisProblem("away", None, "Paused", "Redis failed moments ago: not asked again yet", True)
