@@ -480,3 +480,32 @@ def test_a_password_refused_at_start_is_said_as_refused_not_unreachable(
     assert said == [("ERROR", "WRONGPASS")]
     assert [r for r in app_logs(err) if r["Message"] == REDIS_UNREACHABLE] == []
     assert PASSWORD not in err and "Traceback" not in err
+
+
+def test_with_on_redis_outage_local_a_refusal_still_binds_nothing_on_memory(
+    redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`local` trades an outage for availability; a Redis that answers and refuses is no outage:
+    the quota and the records are there, so no slot or claim is guessed from memory."""
+    admin = redis.Redis.from_url(redis_url)
+    admin.set(DEFAULT_KEY, "not a hash")
+    admin.hset("wababind:idem:9870000000000001", "f", "1")
+    limiter = RedisRateLimiter(redis_client(redis_url), 100, on_outage="local")
+    store = RedisStore(redis_client(redis_url), on_outage="local")
+    with pytest.raises(SharedStoreUnavailable):
+        limiter.decide("bulk", 0.0, time.monotonic() + 5)
+    with pytest.raises(SharedStoreUnavailable):
+        store.claim("9870000000000001", "a", 30)
+    with pytest.raises(SharedStoreUnavailable):  # unknown here, and Redis cannot say
+        store.get("9870000000000001")
+    assert not limiter.health.degraded and not store.health.degraded
+    said = {(code, operation) for _, code, operation in refusals(capsys.readouterr().err)}
+    assert said == {("WRONGTYPE", "quota decision"), ("WRONGTYPE", "claim")}
+
+    # the same two, with Redis away (nothing listens): the fallback stands in, as chosen
+    away = f"redis://127.0.0.1:{free_port()}/0"
+    assert RedisRateLimiter(redis_client(away), 100, on_outage="local").decide(
+        "bulk", 0.0, time.monotonic() + 5
+    )
+    fallback = RedisStore(redis_client(away), on_outage="local")
+    assert fallback.claim("9870000000000002", "a", 30) is None

@@ -239,6 +239,8 @@ class RedisStore(IdempotencyStore):
     A claim sent just before the pause may land when Redis resumes (the command waited in its
     socket): its owner had given up, so the replay deletes it if still that owner's.
     ON_REDIS_OUTAGE=local: the memory alone decides during an outage (may bind twice).
+    Which errors are an outage, and which are Redis refusing (OOM, WRONGTYPE: no claim, in
+    either mode; a completion kept), is redis_errors' table; `_call` is where it is applied.
     """
 
     def __init__(
