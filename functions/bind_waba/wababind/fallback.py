@@ -10,6 +10,10 @@ ON_REDIS_OUTAGE picks what "meanwhile" means:
                                                        ├─ binds meet the outage: waited() counts
                                                        └─ probe() / a try after the pause
     Redis ok ◀── succeeded(): INFO "back", BindsWaited, OutageS (once) ◀── a call answered
+
+What counts as away, and what Redis refuses instead (`refused()`: ERROR with its code, once a
+minute per code, no pause, no fallback), is `redis_errors.classify`. A PING that answers ends
+the pause but is not "back": a read-only replica answers PING and refuses every write.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from wababind import applog
+from wababind.redis_errors import RedisProblem, classify
 
 OnOutage = Literal["wait", "local"]
 ON_OUTAGE_CHOICES: tuple[OnOutage, ...] = ("wait", "local")
 RETRY_AFTER_S = 5.0  # after a Redis error, don't try Redis again for this long (probes excepted)
+REFUSED_LOG_EVERY_S = 60.0  # a refusal's code is logged at most this often (with the count)
 
 _WENT_AWAY: dict[str, str] = {
     "wait": "Redis unreachable: binds wait for the shared store (ON_REDIS_OUTAGE=wait)",
@@ -57,6 +63,7 @@ class RedisHealth:
         self._until: float | None = None
         self._since = 0.0
         self._waited: set[str] = set()
+        self._refusals: dict[str, tuple[float, int]] = {}  # code → (last logged, since then)
         self.retry_after_s = RETRY_AFTER_S
 
     @property
@@ -73,7 +80,8 @@ class RedisHealth:
         with self._lock:
             return self._until is not None and time.monotonic() < self._until
 
-    def failed(self, exc: BaseException) -> None:
+    def failed(self, problem: RedisProblem) -> None:
+        """Redis is away (`problem.away`): the pause starts, "went away" is said once."""
         with self._lock:
             first = self._until is None
             now = time.monotonic()
@@ -86,8 +94,28 @@ class RedisHealth:
                 "WARNING",
                 self._degraded_message,
                 Component=self._component,
-                Error=type(exc).__name__,
+                Error=problem.error,
+                **_code(problem),
                 OnRedisOutage=self.on_outage,
+            )
+
+    def refused(self, problem: RedisProblem, operation: str) -> None:
+        """Redis answered and refused `operation`: said as what it is, with Redis's code."""
+        key, now = problem.code or problem.error, time.monotonic()
+        with self._lock:
+            logged, since = self._refusals.get(key, (-REFUSED_LOG_EVERY_S, 0))
+            due = now - logged >= REFUSED_LOG_EVERY_S
+            self._refusals[key] = (now, 0) if due else (logged, since + 1)
+        if due:
+            applog.log(
+                "ERROR",
+                f"Redis refused a command: {problem.message}",
+                Component=self._component,
+                Error=problem.error,
+                **_code(problem),
+                Operation=operation,
+                Retryable=problem.retryable,
+                RefusedSinceLastLine=since,
             )
 
     def succeeded(self) -> None:
@@ -112,13 +140,25 @@ class RedisHealth:
                 self._waited.add(bind)
 
     def probe(self) -> bool:
-        """Ask Redis now, pause or not (an interactive bind waiting for it); True if it answers."""
+        """Ask Redis now, pause or not (an interactive bind waiting for it); True if it answers.
+        An answer ends the pause only: the next real command says whether Redis is back."""
         if self._ping is None:
             return not self.active()
         try:
             self._ping()
-        except Exception as exc:  # any Redis failure: still away
-            self.failed(exc)
+        except Exception as exc:  # classified: away, or refused (NOAUTH) said as such
+            problem = classify(exc)
+            if problem.away:
+                self.failed(problem)
+            else:
+                self.refused(problem, "PING")
             return False
-        self.succeeded()
+        with self._lock:
+            if self._until is not None:
+                self._until = min(self._until, time.monotonic())
         return True
+
+
+def _code(problem: RedisProblem) -> dict[str, str]:
+    """The log field with Redis's error code, when Redis answered with one."""
+    return {} if problem.code is None else {"RedisCode": problem.code}

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Literal, NamedTuple, TypeVar
 
-from wababind import applog
+from wababind import applog, redis_errors
 from wababind.errors import SharedStoreUnavailable
 from wababind.fallback import OnOutage, RedisHealth
+from wababind.redis_errors import RedisProblem
 
 T = TypeVar("T")
 
@@ -238,6 +239,8 @@ class RedisStore(IdempotencyStore):
     A claim sent just before the pause may land when Redis resumes (the command waited in its
     socket): its owner had given up, so the replay deletes it if still that owner's.
     ON_REDIS_OUTAGE=local: the memory alone decides during an outage (may bind twice).
+    Which errors are an outage, and which are Redis refusing (OOM, WRONGTYPE: no claim, in
+    either mode; a completion kept), is redis_errors' table; `_call` is where it is applied.
     """
 
     def __init__(
@@ -288,15 +291,16 @@ class RedisStore(IdempotencyStore):
                     return None
             return IdempotencyRecord(key, RecordStatus.IN_PROGRESS, None)
 
-        def away() -> IdempotencyRecord | None:
-            # The SET NX may still land when Redis resumes: undo it then, if still ours.
-            self._miss(self._records + key, _Missed("if_owner", expires, owner=owner))
-            if self.health.wait:
-                self._local.release(key, owner)
-                raise SharedStoreUnavailable("Redis does not answer; the claim was not taken")
-            return None
-
-        holder = self._try(remote, away)
+        holder = self._call("claim", remote)
+        if isinstance(holder, RedisProblem):
+            if holder.away:
+                if holder.code is None:  # no answer: the SET NX may still land; undo it then
+                    self._miss(self._records + key, _Missed("if_owner", expires, owner=owner))
+                if not self.health.wait:
+                    return None  # ON_REDIS_OUTAGE=local: this instance's memory decides
+            # Refused (OOM, WRONGTYPE…): Redis is there and holds records; memory never decides
+            self._local.release(key, owner)
+            raise SharedStoreUnavailable(f"{holder.message}; the claim was not taken")
         if holder is not None:
             self._local.release(key, owner)
         return holder
@@ -319,6 +323,7 @@ class RedisStore(IdempotencyStore):
         )
         missed = _Missed("set", time.monotonic() + ttl_s, record.to_json())
         return self._write(
+            "complete",
             key,
             missed,
             lambda: self._client.set(self._records + key, missed.value, px=_ms(ttl_s)),
@@ -329,6 +334,7 @@ class RedisStore(IdempotencyStore):
         self._local.fail(key, owner, code=code, message=message, ttl_s=ttl_s)
         missed = _Missed("if_owner", time.monotonic() + ttl_s, record.to_json(), owner)
         self._write(
+            "fail",
             key,
             missed,
             lambda: self._if_owner(
@@ -340,7 +346,10 @@ class RedisStore(IdempotencyStore):
         self._local.release(key, owner)
         missed = _Missed("if_owner", time.monotonic() + RELEASE_MEMORY_S, owner=owner)
         self._write(
-            key, missed, lambda: self._if_owner(keys=[self._records + key], args=[owner, "", 0])
+            "release",
+            key,
+            missed,
+            lambda: self._if_owner(keys=[self._records + key], args=[owner, "", 0]),
         )
 
     def get(self, key: str) -> IdempotencyRecord | None:
@@ -348,22 +357,19 @@ class RedisStore(IdempotencyStore):
             current = self._client.get(self._records + key)
             return None if current is None else IdempotencyRecord.from_json(current)
 
-        def away() -> IdempotencyRecord | None:
+        shared = self._call("get", remote, writes=False)
+        if isinstance(shared, RedisProblem):
             known = self._local.get(key)  # this instance's own claim or completion still counts
-            if known is None and self.health.wait:
-                raise SharedStoreUnavailable("Redis does not answer; the record is unknown")
+            if known is None and (self.health.wait or not shared.away):
+                raise SharedStoreUnavailable(f"{shared.message}; the record is unknown")
             return known
-
-        shared: IdempotencyRecord | None = self._try(remote, away)
         return shared if shared is not None else self._local.get(key)
 
     def flush(self) -> None:
-        """Give Redis what it missed now; raises SharedStoreUnavailable while it is away."""
-
-        def away() -> None:
-            raise SharedStoreUnavailable("Redis does not answer; writes kept for later")
-
-        self._try(lambda: None, away, now=True)
+        """Give Redis what it missed now; raises SharedStoreUnavailable until it takes it."""
+        answer = self._call("replay", lambda: None, now=True, writes=self._out_of_sync)
+        if isinstance(answer, RedisProblem):
+            raise SharedStoreUnavailable(f"{answer.message}; writes kept for later")
 
     def flush_pending(self) -> int:
         """One bounded try (the client's timeouts), only with writes pending and Redis not in
@@ -387,20 +393,17 @@ class RedisStore(IdempotencyStore):
         with self._lock:
             self._held[key] = (owner, expires)
 
-    def _write(self, key: str, missed: _Missed, remote: Callable[[], object]) -> bool:
-        """A write that ends this instance's claim: to Redis (True), or kept until it answers."""
+    def _write(
+        self, operation: str, key: str, missed: _Missed, remote: Callable[[], object]
+    ) -> bool:
+        """A write that ends this instance's claim: to Redis (True), or kept until Redis takes
+        it, whether it was away or refused it (an OOM passes; see _sync for what is dropped)."""
         with self._lock:
             self._held.pop(key, None)
-
-        def write() -> bool:
-            remote()
-            return True
-
-        def away() -> bool:
+        if isinstance(self._call(operation, remote), RedisProblem):
             self._miss(self._records + key, missed)
             return False
-
-        return self._try(write, away)
+        return True
 
     def _miss(self, redis_key: str, missed: _Missed) -> None:
         with self._lock:
@@ -412,21 +415,32 @@ class RedisStore(IdempotencyStore):
                 )
                 self._syncer.start()
 
-    def _try(self, remote: Callable[[], T], away: Callable[[], T], now: bool = False) -> T:
-        """Redis, after it has taken what it missed; `away()` while Redis is failing (during
-        the pause after a failure Redis is not tried, unless `now`)."""
+    def _call(
+        self, operation: str, remote: Callable[[], T], now: bool = False, writes: bool = True
+    ) -> T | RedisProblem:
+        """Redis's answer to `remote`, after Redis has taken what it missed, or the problem
+        (redis_errors.classify: away, or refused, said as such with its code). During the
+        pause after Redis went away it is not asked (unless `now`): the answer is PAUSED.
+        Only `writes` (a replay with something to write is one) say Redis is back: a read-only
+        replica answers reads."""
         if self.health.active() and not now:
-            return away()
-        try:
+            return PAUSED
+
+        def synced() -> T:
             self._sync()
-            result = remote()
-        except Exception as exc:  # any Redis failure: the outage rules apply
-            self.health.failed(exc)
+            return remote()
+
+        answer = redis_errors.call(synced)
+        if not isinstance(answer, RedisProblem):
+            if writes:
+                self.health.succeeded()
+        elif answer.away:
+            self.health.failed(answer)
             with self._lock:
                 self._out_of_sync = True  # re-assert this instance's claims when Redis is back
-            return away()
-        self.health.succeeded()
-        return result
+        else:
+            self.health.refused(answer, operation)
+        return answer
 
     def _sync(self) -> None:
         """Replay missed writes and re-assert held claims, before any other Redis call."""
@@ -444,9 +458,13 @@ class RedisStore(IdempotencyStore):
             for key, (owner, expires) in held.items():
                 claim = IdempotencyRecord(key, RecordStatus.IN_PROGRESS, owner).to_json()
                 pipe.set(self._records + key, claim, nx=True, px=_ms(expires - now))
+            writes: list[_Missed | None] = [None] * len(held)
             for (redis_key, _), write in missed.items():
                 write.queue(pipe, self._if_owner, redis_key, now)
-            pipe.execute()
+                writes.append(write)
+            for reply, queued in zip(pipe.execute(raise_on_error=False), writes, strict=True):
+                if isinstance(reply, Exception):
+                    self._refused_in_replay(reply, queued)
             with self._lock:
                 for slot, write in missed.items():
                     if self._missed.get(slot) is write:
@@ -461,6 +479,15 @@ class RedisStore(IdempotencyStore):
                 ClaimsReasserted=len(held),
             )
 
+    def _refused_in_replay(self, reply: Exception, write: _Missed | None) -> None:
+        """One write of the replay failed: raise (keep them all for the next try), unless a
+        release or failure that no retry mends (WRONGTYPE, a script error: the key holds no
+        record of ours); that one is dropped, said as refused. A completion is never dropped."""
+        problem = redis_errors.classify(reply)
+        if write is None or write.kind == "set" or problem.away or problem.retryable:
+            raise reply
+        self.health.refused(problem, "replay")
+
     def _sync_in_background(self) -> None:
         """Until Redis has what it missed: an idle instance replays it as soon as Redis is back."""
         give_up = time.monotonic() + SYNC_GIVE_UP_S
@@ -468,7 +495,10 @@ class RedisStore(IdempotencyStore):
             time.sleep(SYNC_EVERY_S)
             if self.health.active() and not self.health.probe():
                 continue
-            self._try(lambda: None, lambda: None)
+            self._call("replay", lambda: None, writes=self._out_of_sync)
+
+
+PAUSED = RedisProblem("away", None, "Paused", "Redis failed moments ago: not asked again yet", True)
 
 
 def _ms(seconds: float) -> int:

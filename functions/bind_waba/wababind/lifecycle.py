@@ -21,12 +21,17 @@ from typing import Any
 from wababind import applog
 from wababind.credentials import credentials_from
 from wababind.errors import ConfigError
+from wababind.redis_errors import classify
 from wababind.runtime import current_runtime, fc_request_id, get_runtime
 
 PRE_STOP_FLUSH_S = 8.0  # below s.yaml's preStop timeout (10 s)
 REDIS_UNREACHABLE = (
     "REDIS_URL is set but Redis is unreachable at start: the function must run in the VPC of "
     "the Redis instance (deploy with s.vpc.yaml); until it answers, binds follow ON_REDIS_OUTAGE"
+)
+REDIS_REFUSED = (
+    "REDIS_URL is set and Redis refuses the functions at start (see RedisCode): until that is "
+    "fixed, binds end retryable without calling CAMS"
 )
 NO_REDIS = (
     "REDIS_URL is not set: the quota (CAMS_QPS) and never binding a WabaId twice hold per "
@@ -81,8 +86,13 @@ def redis_reachable(client: Any) -> bool:
     """Open the Redis connection now; say once, in the app log, when it cannot be opened."""
     try:
         client.ping()
-    except Exception as exc:  # any failure to reach Redis; a bind never fails for it here
-        applog.log("WARNING", REDIS_UNREACHABLE, Component="redis", Error=type(exc).__name__)
+    except Exception as exc:  # classified (redis_errors); a bind never fails for it here
+        problem = classify(exc)
+        code = {} if problem.code is None else {"RedisCode": problem.code}
+        if problem.away:
+            applog.log("WARNING", REDIS_UNREACHABLE, Component="redis", Error=problem.error, **code)
+        else:
+            applog.log("ERROR", REDIS_REFUSED, Component="redis", Error=problem.error, **code)
         return False
     return True
 

@@ -71,9 +71,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wababind import redis_errors
 from wababind.errors import SharedStoreUnavailable
 from wababind.fallback import OnOutage, RedisHealth
 from wababind.outcome import Lane
+from wababind.redis_errors import RedisProblem
 
 SPACING_START = 1.02  # slot interval = spacing / qps; where a fresh quota starts
 SPACING_MIN, SPACING_MAX = 1.01, 2.0
@@ -477,6 +479,9 @@ class RedisRateLimiter(RateLimiter):
       (others may be doing the same), logs it once, and tries Redis again after a pause;
     - "wait": `decide()` raises SharedStoreUnavailable, and no slot is guessed from a local
       share; every later decision tries Redis again.
+    What counts as Redis failing is `redis_errors.classify`: a refusal (OOM, WRONGTYPE on the
+    quota hash, a script error) is no outage: `decide()` raises SharedStoreUnavailable in
+    either mode, said with Redis's code; no slot is guessed while Redis holds the quota.
     """
 
     def __init__(
@@ -512,11 +517,16 @@ class RedisRateLimiter(RateLimiter):
         """True while the "local" fallback stands in for Redis (the pause after a failure)."""
         return self._on_outage == "local" and self.health.active()
 
-    def _outage(self, exc: Exception) -> None:
-        """Record a Redis failure; in "wait" mode, the caller gets no slot but this exception."""
-        self.health.failed(exc)
-        if self._on_outage == "wait":
-            raise SharedStoreUnavailable("Redis does not answer; the shared quota is unknown")
+    def _met(self, problem: RedisProblem, operation: str) -> None:
+        """Say `problem`; raise SharedStoreUnavailable unless the "local" fallback stands in
+        (Redis away, ON_REDIS_OUTAGE=local)."""
+        if problem.away:
+            self.health.failed(problem)
+            if self._on_outage == "local":
+                return
+        else:
+            self.health.refused(problem, operation)
+        raise SharedStoreUnavailable(f"{problem.message}; the shared quota is unknown")
 
     def decide(self, lane: Lane, ticket: float, deadline: float) -> Decision | None:
         """On Redis's clock; in "local" fallback, on the fallback's (this process's) clock."""
@@ -525,10 +535,11 @@ class RedisRateLimiter(RateLimiter):
         max_wait = deadline - self._clock()
         if max_wait < 0:
             return None
-        try:
-            decision = self._book.decide(None, lane, ticket, max_wait)  # on Redis's clock
-        except Exception as exc:  # any Redis failure: degrade (or, in "wait" mode, raise)
-            self._outage(exc)
+        decision = redis_errors.call(
+            lambda: self._book.decide(None, lane, ticket, max_wait)  # on Redis's clock
+        )
+        if isinstance(decision, RedisProblem):
+            self._met(decision, "quota decision")
             return self._fallback.decide(lane, ticket, deadline)
         self.health.succeeded()
         return decision
@@ -538,10 +549,12 @@ class RedisRateLimiter(RateLimiter):
         if self._local():
             self._fallback.throttled()
             return
-        try:
-            self._book.throttled(None)
-        except Exception as exc:  # the next decision meets the outage and decides
-            self.health.failed(exc)
+        problem = redis_errors.call(lambda: self._book.throttled(None))
+        if isinstance(problem, RedisProblem):  # said; the next decision meets it and decides
+            if problem.away:
+                self.health.failed(problem)
+            else:
+                self.health.refused(problem, "quota throttle")
             self._fallback.throttled()
 
 
