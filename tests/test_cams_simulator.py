@@ -355,7 +355,7 @@ def test_the_sdk_with_a_wrong_sts_token_is_refused(cams_sim):
     ("overrides", "status", "code"),
     [
         ({"AccessKeyId": "LTAI5tNobodyKnowsMe"}, 404, "InvalidAccessKeyId.NotFound"),
-        ({"Action": "ChatappSyncPhoneNumber"}, 404, "InvalidAction.NotFound"),
+        ({"Action": "GetChatappPhoneNumberSetting"}, 404, "InvalidAction.NotFound"),
         ({"Version": "2017-06-06"}, 400, "InvalidVersion"),
         ({"SignatureMethod": "HMAC-SHA256"}, 400, "InvalidSignatureMethod"),
         ({"SignatureVersion": "2.0"}, 400, "InvalidSignatureVersion"),
