@@ -114,6 +114,8 @@ def build_runtime(settings: Settings) -> Runtime:
         settings.idempotency_ttl_s,
         store_health=health,
     )
+    if settings.after_bind:
+        binder.after_bind = _after_bind(settings, binder, store, client, health)
     return Runtime(
         settings=settings,
         binder=binder,
@@ -123,6 +125,29 @@ def build_runtime(settings: Settings) -> Runtime:
         store=store,
         redis=client,
     )
+
+
+def _after_bind(
+    settings: Settings, binder: Binder, store: IdempotencyStore, client: Any, health: Any
+) -> Any:
+    """AFTER_BIND's steps, each operation on a quota of its own (10 calls/s per account each,
+    apart from the bind's): one book per operation on Redis, with the lanes."""
+    from wababind.after_bind import STEP_ACTIONS, AccountWebhook, AfterBind
+    from wababind.ratelimit import DEFAULT_KEY, make_rate_limiter
+
+    limiters = {
+        step: make_rate_limiter(
+            settings.cams_qps,
+            client,
+            on_outage=settings.on_redis_outage,
+            health=health,
+            share=settings.interactive_max_share,
+            key=f"{DEFAULT_KEY}:{STEP_ACTIONS[step]}",
+        )
+        for step in settings.after_bind
+    }
+    webhook = AccountWebhook(settings.account_webhook_url, settings.account_webhook_queue)
+    return AfterBind(binder, store, settings.after_bind, limiters, webhook)
 
 
 def _sinks(settings: Settings) -> list[Sink]:
