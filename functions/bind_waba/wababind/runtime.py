@@ -31,6 +31,12 @@ def batch_workers(qps: float) -> int:
     return max(4, min(MAX_BATCH_WORKERS, math.ceil(qps * 1.5)))
 
 
+def _workers(settings: Settings) -> int:
+    """A bind's thread also makes its AFTER_BIND calls, each on a quota as large as the
+    bind's: as many threads again per step keep every book busy, so steps never starve binds."""
+    return batch_workers(settings.cams_qps) * (1 + len(settings.after_bind))
+
+
 @dataclass(repr=False, eq=False)
 class Runtime:
     """One instance's state, built once: settings, the binder, the sinks and Redis."""
@@ -101,7 +107,7 @@ def build_runtime(settings: Settings) -> Runtime:
             settings.cams_endpoint,
             settings.cams_region,
             settings.cams_timeout_s,
-            pool_size=batch_workers(settings.cams_qps),
+            pool_size=_workers(settings),
         ),
         make_rate_limiter(
             settings.cams_qps,
@@ -120,7 +126,7 @@ def build_runtime(settings: Settings) -> Runtime:
         settings=settings,
         binder=binder,
         dispatcher=Dispatcher(_sinks(settings)),
-        workers=batch_workers(settings.cams_qps),
+        workers=_workers(settings),
         policy=CallbackPolicy(settings.callback_allowed_hosts, settings.insecure_callbacks),
         store=store,
         redis=client,

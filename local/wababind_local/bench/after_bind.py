@@ -33,17 +33,26 @@ class AfterBindRun:
     calls: dict[str, int]
     throttled: dict[str, int]
     max_window: dict[str, int]
+    without: Run | None = None  # the same backlog with AFTER_BIND empty, for comparison
 
     @property
     def ratio(self) -> float:
         """Bound binds per second over the bind quota."""
         return self.run.binds_per_s / self.qps
 
+    @property
+    def kept(self) -> float:
+        """Binds per second with the steps over those without them (the steps' own cost)."""
+        if self.without is None or not self.without.binds_per_s:
+            return float("nan")
+        return self.run.binds_per_s / self.without.binds_per_s
+
 
 def run_after_bind(
     qps: float, latency_ms: float, jitter_ms: float, binds: int, prefix: str, tag: int
 ) -> AfterBindRun:
-    """One fresh MQ instance, `binds` binds, both steps on, on one redis-server."""
+    """One fresh MQ instance, `binds` binds, both steps on, on one redis-server; then the same
+    without the steps."""
     calls: list[CallRecord] = []
     run = run_processes(
         qps, latency_ms, 1, binds, prefix, tag, jitter_ms, extra_env=STEPS_ENV, calls_out=calls
@@ -58,6 +67,7 @@ def run_after_bind(
         calls={a: len(of(a)) for a in ACTIONS},
         throttled={a: sum(1 for c in of(a) if c.code == QUOTA_CODE) for a in ACTIONS},
         max_window={a: max_in_window([c.at for c in of(a) if not c.throttled]) for a in ACTIONS},
+        without=run_processes(qps, latency_ms, 1, binds, prefix, tag + 1, jitter_ms),
     )
 
 
@@ -70,7 +80,13 @@ def render_after_bind(result: AfterBindRun | None, problem: str | None) -> str:
     lines += [
         f"One MQ instance, {run.requests} binds, `AFTER_BIND={STEPS_ENV['AFTER_BIND']}`, on one "
         f"redis-server: {run.bound} bound in {run.wall_s:.1f} s, "
-        f"**{result.ratio:.3f}x** the bind quota ({result.qps:g} calls/s).",
+        f"**{result.ratio:.3f}x** the bind quota ({result.qps:g} calls/s)"
+        + (
+            f"; without the steps the same run went at "
+            f"{result.without.binds_per_s / result.qps:.3f}x ({result.kept:.3f}x of that kept)."
+            if result.without is not None
+            else "."
+        ),
         "",
         "| CAMS operation | calls | throttled | most in any 1-s window |",
         "|---|---|---|---|",
