@@ -17,6 +17,7 @@ import pytest
 
 from index import http_handler, mq_handler
 from tests.fixtures.handlers import OUTCOME_FIELDS, signed_event
+from wababind.errors import RetryableBatchError
 from wababind.runtime import reset_runtime
 from wababind_local.cams_simulator import (
     ACTION,
@@ -275,3 +276,21 @@ def test_mq_outcomes_carry_the_steps(steps_on: Any, context: Any) -> None:
     (outcome,) = summary["Outcomes"]
     assert outcome["Status"] == "bound" and outcome["Lane"] == "bulk"
     assert set(outcome["AfterBind"]) == {"sync-phone-numbers", "account-webhook"}
+
+
+def test_a_batch_with_a_step_still_due_is_redelivered_and_the_redelivery_only_runs_it(
+    steps_on: Any, context: Any
+) -> None:
+    waba_id = "7300000000000002"
+    batch = json.dumps([rocketmq("mq-steps-2", waba_id)]).encode()
+    steps_on.set_fault(waba_id, Fault.error("System.LimitControl", 400, "x").on(SYNC_ACTION))
+    with pytest.raises(RetryableBatchError, match="after-bind steps still due"):
+        mq_handler(batch, context(timeout=3))
+    assert steps_on.count(waba_id) == 1
+    steps_on.set_fault(waba_id, None, SYNC_ACTION)
+    summary = json.loads(mq_handler(batch, context(timeout=30)))  # the trigger redelivers
+    (outcome,) = summary["Outcomes"]
+    assert outcome["Status"] == "duplicate" and outcome["PhoneNumbers"]
+    assert all(s["Code"] == "OK" for s in outcome["AfterBind"].values())
+    assert steps_on.count(waba_id) == 1  # bound once
+    assert steps_on.count(waba_id, action=SYNC_ACTION, code="OK") == 1

@@ -62,6 +62,14 @@ class Outcome:
     after_bind: dict[str, dict[str, Any]] | None = None
     _json: str | None = field(default=None, init=False, repr=False, compare=False)
 
+    def steps_due(self) -> bool:
+        """Bound (or duplicate) with an AFTER_BIND step that failed retryably: the next
+        delivery runs it (wababind.after_bind)."""
+        return self.status != "failed" and any(
+            step.get("Retryable") and step.get("Code") != "OK"
+            for step in (self.after_bind or {}).values()
+        )
+
     def to_record(self) -> dict[str, Any]:
         """The record as SPEC.md names it; every field is present, null when it does not apply."""
         return {
