@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from wababind_local import bench
+from wababind_local.bench.after_bind import AfterBindRun, render_after_bind
 from wababind_local.bench.bulk_cost import BulkCost
 from wababind_local.bench.fc_cold_start import (
     FcColdStart,
@@ -21,7 +22,13 @@ from wababind_local.bench.fc_cold_start import (
 from wababind_local.bench.overhead import Overhead
 from wababind_local.bench.priority import Priority
 from wababind_local.bench.targets import fc_cold_targets
-from wababind_local.cams_simulator import DEFAULT_KEY, DEFAULT_STS_KEY
+from wababind_local.cams_simulator import (
+    ACTION,
+    DEFAULT_KEY,
+    DEFAULT_STS_KEY,
+    SYNC_ACTION,
+    WEBHOOK_ACTION,
+)
 
 
 def test_percentile_interpolates_between_closest_ranks():
@@ -136,6 +143,27 @@ def _bulk_cost(instance_s_one: float) -> BulkCost:
     return BulkCost(10, runs)
 
 
+def _after_bind(wall_s: float, throttled: int = 0) -> AfterBindRun:
+    """200 binds with both steps on, each operation 200 calls (`throttled` of the sync's)."""
+    run = _run(200, wall_s, 200, 0, 10)
+    actions = (ACTION, SYNC_ACTION, WEBHOOK_ACTION)
+    return AfterBindRun(
+        10,
+        run,
+        calls=dict.fromkeys(actions, 200),
+        throttled={a: throttled if a == SYNC_ACTION else 0 for a in actions},
+        max_window=dict.fromkeys(actions, 10),
+    )
+
+
+def test_the_after_bind_section_shows_each_operation():
+    text = render_after_bind(_after_bind(20.8), None)
+    assert "**0.962x** the bind quota" in text
+    rows = _tables(text)["A bulk run with the after-bind steps"]
+    assert [r["CAMS operation"] for r in rows] == [ACTION, SYNC_ACTION, WEBHOOK_ACTION]
+    assert "Not run: no redis-server." in render_after_bind(None, "no redis-server")
+
+
 def test_bulk_cost_is_instance_seconds_per_1000_bound_binds():
     cost = _bulk_cost(12.6)
     assert cost.floor_per_1000 == 100  # 1,000 binds at 10 calls/s
@@ -179,9 +207,16 @@ def test_targets_pass_and_fail_on_fixed_measurements():
         ready_s={"HTTP": [0.10, 0.09], "MQ": [0.093]}, tea_s=[0.25, 0.24, 0.26], floor_s=[0.085]
     )
     targets = bench.evaluate(
-        config, good, shared_good, cold, priority_good, overhead_good, _bulk_cost(10.8)
+        config,
+        good,
+        shared_good,
+        cold,
+        priority_good,
+        overhead_good,
+        _bulk_cost(10.8),
+        after_bind=_after_bind(20.8),  # 0.962x
     )
-    assert [t.passed for t in targets] == [True] * 14
+    assert [t.passed for t in targets] == [True] * 15
 
     bad = [
         _run(300, 31.0, 300, 0, 11, jitter_ms=0),  # 11 arrived in one second
@@ -197,9 +232,16 @@ def test_targets_pass_and_fail_on_fixed_measurements():
         ready_s={"HTTP": [0.10], "MQ": [0.12]}, tea_s=[0.24], floor_s=[0.10]
     )
     targets = bench.evaluate(
-        config, bad, shared_bad, slow_import, priority_bad, overhead_bad, _bulk_cost(14.4)
+        config,
+        bad,
+        shared_bad,
+        slow_import,
+        priority_bad,
+        overhead_bad,
+        _bulk_cost(14.4),
+        after_bind=_after_bind(20.8, throttled=1),  # fast enough, but a step was throttled
     )
-    assert [t.passed for t in targets] == [False] * 14
+    assert [t.passed for t in targets] == [False] * 15
     assert targets[-1].measured == "HTTP 1.000x, MQ 1.200x"
 
 
@@ -209,11 +251,11 @@ def test_targets_without_their_measurement_are_not_measured_not_failed():
     no_tea = bench.ColdStart(ready_s={"HTTP": [0.1], "MQ": [0.1]}, tea_problem="not installed")
     targets = bench.evaluate(config, [other_cell], None, no_tea)
     # only the limiter's record of sends applies to every row, this one's too
-    assert [t.passed for t in targets] == [None] * 5 + [True] + [None] * 8
+    assert [t.passed for t in targets] == [None] * 5 + [True] + [None] * 9
     text = bench.render(config, [other_cell], None, "redis-server missing", no_tea, targets, 1.0)
     assert "Not run: redis-server missing." in text
     assert "not installed" in text
-    assert "1 of 14 targets met." in text
+    assert "1 of 15 targets met." in text
     assert "Code package" in text and "Not measured: not run." in text
 
 
@@ -291,6 +333,8 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
     args += [
         "--bulk-cost-binds",
         "4",
+        "--after-bind-binds",
+        "6",
         "--bulk-binds",
         "8",
         "--overhead-pairs",
@@ -361,10 +405,16 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
         ("4", "4"),
     ]
     assert all(float(r["instance-seconds"]) > 0 for r in cost)
+    steps = {r["CAMS operation"]: r for r in tables["A bulk run with the after-bind steps"]}
+    assert [(a, r["calls"], r["throttled"]) for a, r in steps.items()] == [
+        (ACTION, "6", "0"),
+        (SYNC_ACTION, "6", "0"),
+        (WEBHOOK_ACTION, "6", "0"),
+    ]
 
     assert "python3.10: not measured: not run (--no-install" in text
     targets = tables["Targets"]
-    assert len(targets) == 18  # 14 + cold start as FC runs it: 2 for each runtime
+    assert len(targets) == 19  # 15 + cold start as FC runs it: 2 for each runtime
     qps = 100  # the tiny bench's: no call of it, however late, made a window hold more
     assert all(int(row["max sends in a 1-s window (limiter's record)"]) <= qps for row in matrix)
     assert int(shared["max sends in a 1-s window (limiter's record)"]) >= 1

@@ -24,6 +24,7 @@ PASSWORD = "KnownRedisPassw0rd"
 SLS = {"OUTCOME_SINKS": "log,sls", "SLS_PROJECT": "wababind-logs", "SLS_LOGSTORE": "outcomes"}
 SLS_AT = {**SLS, "SLS_ENDPOINT": "ap-southeast-1.log.aliyuncs.com"}
 CALLBACK = {"OUTCOME_SINKS": "log,callback"}
+WEBHOOK_STEP = {"AFTER_BIND": "account-webhook"}
 
 # (the variable, its broken value, what else the row needs)
 BROKEN: list[tuple[str, str, dict[str, str]]] = [
@@ -64,6 +65,15 @@ BROKEN: list[tuple[str, str, dict[str, str]]] = [
     ("REDIS_URL", "unix://", {}),
     ("IDEMPOTENCY_TTL_S", "forever", {}),
     ("ON_REDIS_OUTAGE", "fallback", {}),
+    ("AFTER_BIND", "sync-phone-numbers,register-phone", {}),
+    ("AFTER_BIND", "sync-phone-numbers,sync-phone-numbers", {}),
+    ("ACCOUNT_WEBHOOK_URL", "", WEBHOOK_STEP),  # account-webhook needs a URL or the queue
+    ("ACCOUNT_WEBHOOK_URL", "http://hooks.example.com/status", WEBHOOK_STEP),
+    ("ACCOUNT_WEBHOOK_URL", f"https://u:{PASSWORD}@hooks.example.com/status", WEBHOOK_STEP),
+    ("ACCOUNT_WEBHOOK_URL", "https://hooks.example.com:63a79/status", WEBHOOK_STEP),
+    ("ACCOUNT_WEBHOOK_URL", "https://hooks.example.com/status", {}),  # no account-webhook
+    ("ACCOUNT_WEBHOOK_QUEUE", "yes", WEBHOOK_STEP),
+    ("ACCOUNT_WEBHOOK_QUEUE", "Y", {"AFTER_BIND": "sync-phone-numbers"}),
 ]
 
 

@@ -355,7 +355,7 @@ def test_the_sdk_with_a_wrong_sts_token_is_refused(cams_sim):
     ("overrides", "status", "code"),
     [
         ({"AccessKeyId": "LTAI5tNobodyKnowsMe"}, 404, "InvalidAccessKeyId.NotFound"),
-        ({"Action": "ChatappSyncPhoneNumber"}, 404, "InvalidAction.NotFound"),
+        ({"Action": "GetChatappPhoneNumberSetting"}, 404, "InvalidAction.NotFound"),
         ({"Version": "2017-06-06"}, 400, "InvalidVersion"),
         ({"SignatureMethod": "HMAC-SHA256"}, 400, "InvalidSignatureMethod"),
         ({"SignatureVersion": "2.0"}, 400, "InvalidSignatureVersion"),
@@ -784,3 +784,50 @@ def test_the_quota_is_a_strict_sliding_one_second_window():
             assert isinstance(result, Bound) is admitted, (at, result)
     finally:
         sim.stop()
+
+
+# --- the after-bind steps (issue 18) ---------------------------------------------------------
+
+
+def test_the_steps_answer_on_a_cust_space_id_it_issued_with_numbers_from_the_waba(cams_sim):
+    from wababind_local.cams_simulator import SYNC_ACTION, WEBHOOK_ACTION, phone_numbers
+
+    cams = client(cams_sim)
+    bound = cams.bind_waba("8900000000000001", creds())
+    assert isinstance(bound, Bound) and bound.cust_space_id
+    synced = cams.call(SYNC_ACTION, {"CustSpaceId": bound.cust_space_id}, creds())
+    assert not isinstance(synced, BindError)
+    assert synced.doc["PhoneNumbers"] == phone_numbers("8900000000000001")
+    hook = {"CustSpaceId": bound.cust_space_id, "HttpFlag": "N", "QueueFlag": "Y"}
+    assert not isinstance(cams.call(WEBHOOK_ACTION, hook, creds()), BindError)
+    assert cams_sim.webhooks()[bound.cust_space_id]["QueueFlag"] == "Y"
+    # what CAMS checks: the CustSpaceId (required, and one of the account's), the signature
+    missing = cams.call(SYNC_ACTION, {}, creds())
+    unknown = cams.call(SYNC_ACTION, {"CustSpaceId": "cs-never-issued"}, creds())
+    forged = cams.call(SYNC_ACTION, {"CustSpaceId": bound.cust_space_id}, creds(secret="x"))
+    assert isinstance(missing, BindError) and missing.code == "MissingCustSpaceId"
+    assert isinstance(unknown, BindError) and unknown.code == "Unknown.ResourceOwnerId"
+    assert isinstance(forged, BindError) and forged.code == "SignatureDoesNotMatch"
+    assert cams_sim.count(action=SYNC_ACTION) == 3  # the forged one never reached the action
+    assert cams_sim.count() == 1  # the bind's own count is the bind's only
+
+
+def test_a_steps_fault_and_quota_are_its_own(cams_sim):
+    from wababind_local.cams_simulator import SYNC_ACTION
+
+    cams = client(cams_sim)
+    waba_id = "8900000000000002"
+    bound = cams.bind_waba(waba_id, creds())
+    assert isinstance(bound, Bound)
+    cams_sim.set_fault(waba_id, Fault.error("System.LimitControl", 400, "x", 1).on(SYNC_ACTION))
+    throttled = cams.call(SYNC_ACTION, {"CustSpaceId": str(bound.cust_space_id)}, creds())
+    assert isinstance(throttled, BindError) and throttled.retryable
+    assert isinstance(cams.bind_waba(waba_id, creds()), Bound)  # the bind has no fault
+    # ten syncs in a second pass beside the binds' quota use; the eleventh is refused
+    cams_sim.reset()
+    for n in range(10):
+        assert isinstance(cams.bind_waba(f"89100000000000{n:02d}", creds()), Bound)
+    space = cust_space_id("8910000000000000")
+    answers = [cams.call(SYNC_ACTION, {"CustSpaceId": space}, creds()) for _ in range(11)]
+    codes = [a.code if isinstance(a, BindError) else "OK" for a in answers]
+    assert codes[:10] == ["OK"] * 10 and codes[10] == "System.LimitControl"

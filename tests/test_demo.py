@@ -39,3 +39,7 @@ def test_the_demo_binds_the_good_samples_and_fails_the_bad_ones_for_the_right_re
         line = next(x for x in out.splitlines() if f"WabaId={waba_id}" in x)
         assert expected in line, line
     assert re.search(r"http\s+WabaId=\d+\s+bound", out)
+    # every bind shows its numbers, synced right after it (AFTER_BIND in the demo)
+    numbers = re.findall(r"numbers: \+1555\d{7} '[^']+' CONNECTED GREEN", out)
+    assert len(numbers) == bound + duplicate, out
+    assert "after-bind steps not done" not in out

@@ -1,6 +1,8 @@
 """Least privilege: the functions' RAM role may do exactly what the code does, and nothing more.
 
-The role's policy lives in `ram-policy.json` (s.yaml names the role and points at the file).
+The role's policy lives in `ram-policy.json` (s.yaml names the role and points at the file);
+`ram-policy-after-bind.json` adds the after-bind steps' CAMS actions, attached only when
+AFTER_BIND names them.
 The test derives what the code needs from the code itself: every cloud API it calls (the CAMS
 action given to `CommonRequest`, every `LogClient` method used) and every logstore written to
 (each function's `logConfig`, and `SLS_PROJECT`/`SLS_LOGSTORE` when s.yaml sets them). The policy
@@ -19,12 +21,13 @@ from typing import Any
 import pytest
 import yaml
 
-from wababind import cams
+from wababind import after_bind, cams
 from wababind_local.fc_emulator import load_project, resolve
 
 ROOT = Path(__file__).resolve().parents[1]
 CODE = ROOT / "functions" / "bind_waba"
 POLICY_FILE = ROOT / "ram-policy.json"
+AFTER_BIND_POLICY = ROOT / "ram-policy-after-bind.json"
 S_YAML = ROOT / "s.yaml"
 
 # The RAM action behind each SLS SDK method the functions may call.
@@ -35,26 +38,46 @@ CLOUD_SDK_PREFIXES = ("aliyun", "alibabacloud", "oss2", "mns", "fc2", "tablestor
 BROAD_ROLE_NAMES = re.compile(r"(?i)default|admin|fullaccess|poweruser")
 
 
-def policy() -> dict[str, Any]:
-    return json.loads(POLICY_FILE.read_text())
+def policy(path: Path = POLICY_FILE) -> dict[str, Any]:
+    return json.loads(path.read_text())
 
 
-def statements() -> list[dict[str, Any]]:
-    return list(policy()["Statement"])
+def statements(path: Path = POLICY_FILE) -> list[dict[str, Any]]:
+    return list(policy(path)["Statement"])
 
 
 def as_list(value: Any) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def granted_actions() -> set[str]:
-    return {a for st in statements() for a in as_list(st["Action"])}
+def granted_actions(path: Path = POLICY_FILE) -> set[str]:
+    return {a for st in statements(path) for a in as_list(st["Action"])}
 
 
-def resources_of(action: str) -> set[str]:
+def resources_of(action: str, path: Path = POLICY_FILE) -> set[str]:
     return {
-        r for st in statements() if action in as_list(st["Action"]) for r in as_list(st["Resource"])
+        r
+        for st in statements(path)
+        if action in as_list(st["Action"])
+        for r in as_list(st["Resource"])
     }
+
+
+STEP_ACTIONS = {f"cams:{a}" for a in after_bind.STEP_ACTIONS.values()}
+
+
+def step_actions_called() -> set[str]:
+    """`cams:<Action>` for every after-bind step: the actions after_bind hands `cams.call`
+    (STEP_ACTIONS), found in the code as that one call with that one table."""
+    calls = [
+        node
+        for path, tree in code_modules()
+        if path.name == "after_bind.py"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and _callee(node) == "call" and node.args
+    ]
+    assert calls, "after_bind calls CAMS through CamsClient.call"
+    return STEP_ACTIONS
 
 
 def code_modules() -> list[tuple[Path, ast.Module]]:
@@ -105,6 +128,10 @@ def cams_actions_called() -> set[str]:
                     values.append(str(value.value))
                 elif isinstance(value, ast.Name) and value.id in names:
                     values.append(names[value.id])
+                elif key == "action_name" and isinstance(value, ast.Name) and value.id == "action":
+                    # CamsClient.call(action, ...): the bind's ACTION, and the steps' actions
+                    actions |= step_actions_called()
+                    values.append(cams.ACTION)
                 else:
                     pytest.fail(f"{path.name}: CommonRequest {key} is not a known constant")
             actions.add(f"{values[0].lower()}:{values[1]}")
@@ -157,8 +184,12 @@ def raw_props() -> dict[str, dict[str, Any]]:
 # ---- the code's needs ------------------------------------------------------------------------
 
 
-def test_the_code_calls_only_chatapp_bind_waba_on_cams() -> None:
-    assert cams_actions_called() == {"cams:ChatappBindWaba"}
+def test_the_code_calls_only_the_bind_and_the_after_bind_steps_on_cams() -> None:
+    assert cams_actions_called() == {
+        "cams:ChatappBindWaba",
+        "cams:ChatappSyncPhoneNumber",
+        "cams:UpdateAccountWebhook",
+    }
 
 
 def test_the_code_calls_only_put_logs_on_sls() -> None:
@@ -174,24 +205,31 @@ def test_the_code_uses_no_other_cloud_sdk() -> None:
 # ---- the policy ------------------------------------------------------------------------------
 
 
-def test_the_policy_is_a_plain_allow_list() -> None:
-    doc = policy()
+@pytest.mark.parametrize("path", [POLICY_FILE, AFTER_BIND_POLICY], ids=lambda p: p.name)
+def test_the_policy_is_a_plain_allow_list(path: Path) -> None:
+    doc = policy(path)
     assert doc["Version"] == "1"
     assert set(doc) == {"Version", "Statement"}
-    for st in statements():
+    for st in statements(path):
         assert st["Effect"] == "Allow"
         assert set(st) <= {"Effect", "Action", "Resource", "Condition"}
         assert "NotAction" not in st and "NotResource" not in st
 
 
 def test_the_policy_grants_exactly_what_the_code_needs() -> None:
+    """The bind's policy: everything but the after-bind steps; the steps' policy: them alone."""
     needed = cams_actions_called() | {LOG_METHOD_ACTIONS[m] for m in sls_methods_called()}
-    assert granted_actions() == needed
-    assert not any("*" in a or "?" in a for a in granted_actions())
+    assert granted_actions() == needed - STEP_ACTIONS
+    assert granted_actions(AFTER_BIND_POLICY) == STEP_ACTIONS
+    assert len(statements(AFTER_BIND_POLICY)) == 1  # one statement to attach, or not
+    for path in (POLICY_FILE, AFTER_BIND_POLICY):
+        assert not any("*" in a or "?" in a for a in granted_actions(path))
 
 
 def test_cams_is_granted_on_all_resources_because_the_action_has_no_resource_type() -> None:
     assert resources_of("cams:ChatappBindWaba") == {"*"}
+    for action in STEP_ACTIONS:  # "All Resources" on both API pages (after_bind's citations)
+        assert resources_of(action, AFTER_BIND_POLICY) == {"*"}
 
 
 def test_log_writes_name_each_logstore_and_nothing_else() -> None:

@@ -18,8 +18,8 @@ from wababind_local.cli.report import PLOT_DPI, PLOT_SIZE_IN, STATUS_COLOURS
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 KEYS = [
-    "Total", "ByStatus", "ByCode", "ByLane", "Retryable", "Ambiguous", "DurationMs", "QuotaWaitMs",
-    "BindsPerSecond", "Undelivered", "Skipped",
+    "Total", "ByStatus", "ByCode", "ByLane", "Retryable", "Ambiguous", "AfterBind", "DurationMs",
+    "QuotaWaitMs", "BindsPerSecond", "Undelivered", "Skipped",
 ]  # fmt: skip
 PNG_SIZE = (int(PLOT_SIZE_IN[0] * PLOT_DPI), int(PLOT_SIZE_IN[1] * PLOT_DPI))
 
@@ -88,6 +88,7 @@ EXPECTED = {
     "ByLane": {"bulk": 5, "interactive": 3, "unknown": 1},
     "Retryable": 1,
     "Ambiguous": 1,  # the ServiceUnavailable one: an earlier call of it went unanswered
+    "AfterBind": {},  # AFTER_BIND empty: no steps ran
     # 0 5 100 200 300 400 600 700 1000: rank 4 → 300; rank 7.6 → 700 + 0.6 x 300
     "DurationMs": {"p50": 300.0, "p95": 880.0, "max": 1000.0},
     # 0 0 50 100 150 200 250 300: rank 3.5 → 125; rank 6.65 → 250 + 0.65 x 50
@@ -135,7 +136,7 @@ def test_nothing_to_report_is_zeros_and_nulls(tmp_path, capsys):
     empty.write_text("\n".join(APP_LOGS) + "\n")
     assert report_json(capsys, str(empty)) == {
         "Total": 0, "ByStatus": {}, "ByCode": {}, "ByLane": {}, "Retryable": 0, "Ambiguous": 0,
-        "DurationMs": {"p50": None, "p95": None, "max": None},
+        "AfterBind": {}, "DurationMs": {"p50": None, "p95": None, "max": None},
         "QuotaWaitMs": {"p50": None, "p95": None},
         "BindsPerSecond": None, "Undelivered": {}, "Skipped": 3,
     }  # fmt: skip
@@ -253,3 +254,29 @@ def test_the_readme_examples_run(tmp_path):
     assert summary["Skipped"] == 0 and summary["Undelivered"] == {}
     assert f"{summary['Total']} outcomes from demo.jsonl" in result.stdout
     assert rgb(STATUS_COLOURS["bound"]) in colours(work / "binds.png")
+
+
+def test_the_after_bind_steps_codes_are_counted_per_step(tmp_path, capsys):
+    def with_steps(after: dict[str, Any] | None) -> str:
+        record = outcome("bound", "OK", "bulk", 10, 0, "2026-11-25T10:00:00.000Z",
+                         "2026-11-25T10:00:01.000Z")  # fmt: skip
+        record["AfterBind"] = after
+        return json.dumps(record)
+
+    ok = {"Code": "OK", "Retryable": False}
+    lines = [
+        with_steps({"sync-phone-numbers": ok, "account-webhook": ok}),
+        with_steps({"sync-phone-numbers": ok,
+                    "account-webhook": {"Code": "Ram.PermissionDeny", "Retryable": False}}),
+        with_steps({"sync-phone-numbers": {"Code": "DeadlineExceeded", "Retryable": True}}),
+        with_steps(None),
+    ]  # fmt: skip
+    path = tmp_path / "steps.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    assert report_json(capsys, str(path))["AfterBind"] == {
+        "account-webhook": {"OK": 1, "Ram.PermissionDeny": 1},
+        "sync-phone-numbers": {"OK": 2, "DeadlineExceeded": 1},
+    }
+    assert main(["report", str(path)]) == 0
+    table = capsys.readouterr().out
+    assert "After the bind" in table and "Ram.PermissionDeny" in table

@@ -39,7 +39,12 @@ def main(argv: list[str] | None = None) -> int:
             WEBHOOK_SECRET=webhook_secret,
             ALIBABA_CLOUD_ACCESS_KEY_ID=DEFAULT_KEY.access_key_id,
             ALIBABA_CLOUD_ACCESS_KEY_SECRET=DEFAULT_KEY.access_key_secret,
+            # After each bind: the WABA's numbers, and its status callbacks (README "After the
+            # bind"); the simulator answers both.
+            AFTER_BIND="sync-phone-numbers,account-webhook",
+            ACCOUNT_WEBHOOK_URL="https://hooks.example.com/cams-status",
         )
+        os.environ.pop("ACCOUNT_WEBHOOK_QUEUE", None)
         print(f"CAMS simulator on {sim.endpoint}; demo WabaIds with built-in faults:")
         for waba_id, fault in DEMO_FAULTS.items():
             print(f"  {waba_id}  {fault.description}")
@@ -58,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         total = sum(statuses.values())
         print(
             f"{total} outcomes: {statuses['bound']} bound, {statuses['duplicate']} duplicate, "
-            f"{statuses['failed']} failed; the simulator saw {sim.count()} CAMS calls"
+            f"{statuses['failed']} failed; the simulator saw {sim.count()} CAMS bind calls "
+            f"and {sim.count(action=None) - sim.count()} after-bind calls"
         )
     return 0
 
@@ -117,7 +123,24 @@ def describe(sample: str, r: dict[str, Any]) -> str:
         "duplicate": f"duplicate CustSpaceId={r['CustSpaceId']}",
         "failed": f"failed   {r['Code']}{' (retryable)' if r['Retryable'] else ''}: {r['Message']}",
     }[r["Status"]]
-    return f"{sample:32} {r['Source']:8} WabaId={r['WabaId']!s:18} {what}  attempts={r['Attempts']}"
+    line = f"{sample:32} {r['Source']:8} WabaId={r['WabaId']!s:18} {what}  attempts={r['Attempts']}"
+    numbers = r.get("PhoneNumbers")
+    if numbers:
+        line += (
+            "\n"
+            + " " * 33
+            + "numbers: "
+            + ", ".join(
+                f"+{n['PhoneNumber']} {n['VerifiedName']!r} {n['Status']} {n['QualityRating']}"
+                for n in numbers
+            )
+        )
+    failed_steps = {
+        step: s["Code"] for step, s in (r.get("AfterBind") or {}).items() if s["Code"] != "OK"
+    }
+    if failed_steps:
+        line += "\n" + " " * 33 + f"after-bind steps not done: {failed_steps}"
+    return line
 
 
 if __name__ == "__main__":

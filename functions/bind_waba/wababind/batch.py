@@ -58,10 +58,12 @@ def _handle(event: bytes | str, context: Any, started: float) -> str:
     runtime.store.flush_pending()  # FC freezes every thread once this returns
 
     summary = summarize(outcomes)
-    if summary["Retryable"]:
+    due = sum(1 for o in outcomes if o.steps_due())  # AFTER_BIND steps left for a redelivery
+    if summary["Retryable"] or due:
         raise RetryableBatchError(
-            f"{summary['Retryable']} of {summary['Total']} messages failed retryably; "
-            "redeliver the batch (bound messages will answer duplicate)"
+            f"{summary['Retryable']} of {summary['Total']} messages failed retryably"
+            + (f", {due} bound with after-bind steps still due" if due else "")
+            + "; redeliver the batch (bound messages will answer duplicate)"
         )
     return json.dumps(
         {**summary, "Outcomes": [o.to_record() for o in outcomes]}, separators=(",", ":")

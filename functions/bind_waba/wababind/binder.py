@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from wababind import applog
 from wababind.cams import Bound, CamsClient, is_throttle
@@ -41,6 +41,10 @@ STORE_PROBE_S = 0.5  # an interactive bind waiting for Redis asks it again after
 # timeout, one retry): a waiting bind stops asking when less than that is left.
 STORE_CALL_S = 2.0
 T = TypeVar("T")
+R = TypeVar("R")  # what a CAMS operation answers when it succeeds
+
+if TYPE_CHECKING:
+    from wababind.after_bind import AfterBind
 
 
 @dataclass(repr=False, eq=False)
@@ -58,12 +62,12 @@ class Invocation:
 
 
 @dataclass(repr=False, eq=False)
-class Settled:
-    """What the CAMS step ended with: the last result, how many calls it took, how long it
+class Settled(Generic[R]):
+    """What a CAMS operation ended with: the last result, how many calls it took, how long it
     waited for quota slots, and whether a call went unanswered with no later call settling it
     (CAMS may have bound the WABA: the claim is kept, the next call is the re-check)."""
 
-    result: Bound | BindError
+    result: R | BindError
     attempts: int
     quota_wait_s: float = 0.0
     ambiguous: bool = False
@@ -85,6 +89,7 @@ class Binder:
         self._health = store_health  # Redis's health when REDIS_URL is set
         self._looked_lock = threading.Lock()
         self._looked_at = ""  # the last invocation that asked Redis during an outage
+        self.after_bind: AfterBind | None = None  # AFTER_BIND's steps (wababind.after_bind)
 
     def bind(
         self, request: BindRequest, *, event_id: str, source: Source, inv: Invocation
@@ -106,7 +111,10 @@ class Binder:
         except SharedStoreUnavailable:
             return _failed(request, STORE_AWAY, 0)
         if existing is not None:
-            return _from_record(request, existing)
+            outcome = _from_record(request, existing)
+            if self.after_bind is not None and existing.status is RecordStatus.COMPLETED:
+                self.after_bind.run(outcome, existing.after_bind, inv)  # the steps still due
+            return outcome
         try:
             settled = self._call_with_retries(waba_id, inv)
         except BaseException:
@@ -126,9 +134,12 @@ class Binder:
                 self._health.waited(f"{inv.request_id}/{waba_id}")
                 with suppress(SharedStoreUnavailable):  # else kept; written when Redis is back
                     self._shared(self._store.flush, waba_id, inv, wait=True)
-            return _bound(
+            outcome = _bound(
                 request, "bound", result.cust_space_id, result.request_id, settled.attempts, wait_ms
             )
+            if self.after_bind is not None:
+                self.after_bind.run(outcome, None, inv)
+            return outcome
         if result.retryable:
             if not settled.ambiguous:  # ambiguous: the claim stays ours until it expires
                 self._store.release(waba_id, owner)
@@ -189,10 +200,24 @@ class Binder:
             first, self._looked_at = self._looked_at != inv.request_id, inv.request_id
         return first
 
-    def _call_with_retries(self, waba_id: str, inv: Invocation) -> Settled:
-        """Exponential backoff, full jitter. No call is abandoned: one starts only when the
-        invocation can wait it out (connect, then the whole read timeout: `call_s`), so a slot
-        is asked for only up to `last_start`, and a backoff that would pass it ends the bind:
+    def _call_with_retries(self, waba_id: str, inv: Invocation) -> Settled[Bound]:
+        """The bind's ChatappBindWaba calls, on the bind's quota (`call_with_retries`)."""
+        return self.call_with_retries(
+            waba_id, inv, lambda creds: self.cams.bind_waba(waba_id, creds), self._limiter
+        )
+
+    def call_with_retries(
+        self,
+        waba_id: str,
+        inv: Invocation,
+        operation: Callable[[Credentials], R | BindError],
+        limiter: RateLimiter,
+    ) -> Settled[R]:
+        """One CAMS `operation` (the bind, or an after-bind step on its own `limiter`), until it
+        answers or fails for good. Exponential backoff, full jitter. No call is abandoned: one
+        starts only when the invocation can wait it out (connect, then the whole read timeout:
+        `call_s`), so a slot is asked for only up to `last_start`, and a backoff that would
+        pass it ends the bind:
 
             start ── quota wait ── call ─ backoff ── call ──┤last_start├── call_s ──┤deadline
 
@@ -208,12 +233,12 @@ class Binder:
         self.cams.prepare(inv.credentials)  # nothing slow between a slot and its call
         last_start = inv.deadline - self.cams.call_s
         attempts, waited, ambiguous = 0, 0.0, False
-        last = NO_TIME_TO_CALL
+        last: R | BindError = NO_TIME_TO_CALL
         while time.monotonic() <= last_start:
             asked = time.monotonic()
             try:
                 slot = self._shared(
-                    lambda: self._limiter.acquire(inv.lane, last_start), waba_id, inv, _waits(inv)
+                    lambda: limiter.acquire(inv.lane, last_start), waba_id, inv, _waits(inv)
                 )
             except SharedStoreUnavailable:
                 slot, last = None, STORE_AWAY  # no slot without the shared limiter: no call
@@ -221,10 +246,10 @@ class Binder:
             if slot is None or time.monotonic() > last_start:
                 break
             attempts += 1
-            result = self.cams.bind_waba(waba_id, inv.credentials)
-            if isinstance(result, Bound) or not result.retryable:
+            result = operation(inv.credentials)
+            if not isinstance(result, BindError) or not result.retryable:
                 return Settled(
-                    result, attempts, waited, ambiguous and not isinstance(result, Bound)
+                    result, attempts, waited, ambiguous and isinstance(result, BindError)
                 )
             last = result
             if result.ambiguous:
@@ -237,7 +262,7 @@ class Binder:
                     Attempt=attempts,
                 )
             if is_throttle(result):
-                self._limiter.throttled()
+                limiter.throttled()
             pause = random.uniform(0, min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** (attempts - 1)))
             if time.monotonic() + pause > last_start:
                 break

@@ -1,4 +1,5 @@
-"""One ChatappBindWaba call via aliyun-python-sdk-core: bound, terminal or retryable."""
+"""One CAMS RPC call via aliyun-python-sdk-core (ChatappBindWaba, and the after-bind steps'
+ChatappSyncPhoneNumber and UpdateAccountWebhook): answered, terminal or retryable."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from wababind.credentials import Credentials
 from wababind.errors import CAMS_BAD_RESPONSE, CAMS_NO_ANSWER, CAMS_UNREACHABLE, BindError
 
 PRODUCT, VERSION, ACTION = "cams", "2020-06-06", "ChatappBindWaba"
+# The after-bind steps (wababind.after_bind); each is 10 calls/s per account, a quota apart:
+# https://www.alibabacloud.com/help/en/chatapp/developer-reference/api-cams-2020-06-06-chatappsyncphonenumber
+# https://help.aliyun.com/zh/chatapp/developer-reference/api-cams-2020-06-06-updateaccountwebhook
+SYNC_PHONE_NUMBERS, ACCOUNT_WEBHOOK = "ChatappSyncPhoneNumber", "UpdateAccountWebhook"
 RETRYABLE_CODES = frozenset({"System.LimitControl", "ServiceUnavailable", "InternalError"})
 THROTTLE_CODES = frozenset({"System.LimitControl"})
 MAX_MESSAGE = 512
@@ -63,6 +68,14 @@ class Bound:
     """CAMS bound the WABA: its CustSpaceId and the call's RequestId."""
 
     cust_space_id: str | None
+    request_id: str | None
+
+
+@dataclass(repr=False, eq=False)
+class Answered:
+    """CAMS answered an after-bind step with Code OK: its JSON document and RequestId."""
+
+    doc: dict[str, Any]
     request_id: str | None
 
 
@@ -167,16 +180,22 @@ class CamsClient:
             return client
 
     def bind_waba(self, waba_id: str, creds: Credentials) -> CallResult:
-        """One signed call, with CAMS_TIMEOUT_S as its read timeout; never raises for anything
-        CAMS or the network does."""
+        """One signed ChatappBindWaba call, with CAMS_TIMEOUT_S as its read timeout; never
+        raises for anything CAMS or the network does."""
+        return _as_bound(self.call(ACTION, {"WabaId": waba_id}, creds))
+
+    def call(self, action: str, params: dict[str, str], creds: Credentials) -> Answered | BindError:
+        """One signed RPC call of `action` (POST, the query parameters `params`); Answered only
+        on HTTP 200 with Code OK. Never raises for anything CAMS or the network does."""
         sdk = _sdk()
         request = sdk.request.CommonRequest(
-            domain=self._endpoint.host, version=VERSION, action_name=ACTION, product=PRODUCT
+            domain=self._endpoint.host, version=VERSION, action_name=action, product=PRODUCT
         )
         request.set_protocol_type(self._endpoint.scheme)
         request.set_method("POST")
         request.set_accept_format("JSON")
-        request.add_query_param("WabaId", waba_id)
+        for name, value in params.items():
+            request.add_query_param(name, value)
         request.set_read_timeout(self._timeout_s)
         request.set_connect_timeout(self._connect_s)
         _last_error.error = None
@@ -188,7 +207,7 @@ class CamsClient:
             if exc.get_error_code() == "SDK.HttpError":
                 return network_error(_last_error.error)
             return BindError(exc.get_error_code(), safe_message(exc.get_error_msg()), False)
-        return parse_answer(status, body)
+        return parse_rpc(status, body)
 
 
 def _fixed_user_agent(client: Any) -> None:
@@ -267,7 +286,20 @@ def network_error(exc: BaseException | None) -> BindError:
 
 
 def parse_answer(status: int, body: bytes | None) -> CallResult:
-    """Bound only on HTTP 200 with Code OK; HTTP 200 with Success false is a failure."""
+    """A ChatappBindWaba answer: Bound only on HTTP 200 with Code OK."""
+    return _as_bound(parse_rpc(status, body))
+
+
+def _as_bound(answer: Answered | BindError) -> CallResult:
+    if isinstance(answer, BindError):
+        return answer
+    data = answer.doc.get("Data")
+    cust_space_id = data.get("CustSpaceId") if isinstance(data, dict) else None
+    return Bound(_text(cust_space_id), answer.request_id)
+
+
+def parse_rpc(status: int, body: bytes | None) -> Answered | BindError:
+    """Answered only on HTTP 200 with Code OK; HTTP 200 with Success false is a failure."""
     try:
         doc = json.loads(body or b"")
     except ValueError:
@@ -277,9 +309,7 @@ def parse_answer(status: int, body: bytes | None) -> CallResult:
     request_id = _text(doc.get("RequestId"))
     code = _text(doc.get("Code")) or f"HTTP{status}"
     if status == 200 and code == "OK" and doc.get("Success") is not False:
-        data = doc.get("Data")
-        cust_space_id = data.get("CustSpaceId") if isinstance(data, dict) else None
-        return Bound(_text(cust_space_id), request_id)
+        return Answered(doc, request_id)
     detail = doc.get("AccessDeniedDetail")
     return BindError(
         code=code,

@@ -13,6 +13,7 @@ from wababind.errors import ConfigError
 from wababind.fallback import ON_OUTAGE_CHOICES, OnOutage
 
 SINK_NAMES = ("log", "callback", "sls")
+AFTER_BIND_STEPS = ("sync-phone-numbers", "account-webhook")  # wababind.after_bind
 
 
 @dataclass(repr=False, eq=False)
@@ -46,6 +47,9 @@ class Settings:
     redis_url: str | None
     idempotency_ttl_s: float
     on_redis_outage: OnOutage = "wait"  # what binds do while REDIS_URL is set but unreachable
+    after_bind: tuple[str, ...] = ()  # AFTER_BIND: the steps after a bind, in order
+    account_webhook_url: str | None = None  # ACCOUNT_WEBHOOK_URL: https status callbacks
+    account_webhook_queue: bool = False  # ACCOUNT_WEBHOOK_QUEUE=Y: status callbacks by queue
 
 
 # Host names: dot-separated labels of 1-63 letters, digits, hyphens (RFC 1123) and the
@@ -238,6 +242,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         check_redis_url(redis_url)
     on_redis_outage = _on_redis_outage(env)
 
+    after_bind, webhook_url, webhook_queue = _after_bind(env)
+
     return Settings(
         cams_endpoint=parse_endpoint(
             env.get("CAMS_ENDPOINT", "").strip() or "cams.ap-southeast-1.aliyuncs.com"
@@ -259,7 +265,48 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         redis_url=redis_url,
         idempotency_ttl_s=_number(env, "IDEMPOTENCY_TTL_S", 86400, 1, 366 * 86400),
         on_redis_outage=on_redis_outage,
+        after_bind=after_bind,
+        account_webhook_url=webhook_url,
+        account_webhook_queue=webhook_queue,
     )
+
+
+def _after_bind(env: Mapping[str, str]) -> tuple[tuple[str, ...], str | None, bool]:
+    """AFTER_BIND's steps; with account-webhook, ACCOUNT_WEBHOOK_URL (https) and/or
+    ACCOUNT_WEBHOOK_QUEUE=Y, which mean nothing without it."""
+    steps = _list(env, "AFTER_BIND")
+    for step in steps:
+        if step not in AFTER_BIND_STEPS:
+            raise ConfigError(f"AFTER_BIND: unknown step (use {', '.join(AFTER_BIND_STEPS)})")
+    if len(set(steps)) != len(steps):
+        raise ConfigError("AFTER_BIND names a step twice")
+    url = _optional(env, "ACCOUNT_WEBHOOK_URL")
+    queue = env.get("ACCOUNT_WEBHOOK_QUEUE", "").strip().upper()
+    if queue not in ("", "Y", "N"):
+        raise ConfigError("ACCOUNT_WEBHOOK_QUEUE must be Y or N")
+    if url is not None:
+        parts = urlsplit(url)
+        _port(parts, "ACCOUNT_WEBHOOK_URL")
+        if (
+            parts.scheme != "https"
+            or not _is_host(parts.hostname or "")
+            or "@" in parts.netloc
+            or parts.fragment
+        ):
+            raise ConfigError("ACCOUNT_WEBHOOK_URL must be an https://host/path URL")
+    webhook = "account-webhook" in steps
+    if webhook and url is None and queue != "Y":
+        raise ConfigError(
+            "ACCOUNT_WEBHOOK_URL (https) or ACCOUNT_WEBHOOK_QUEUE=Y is required when AFTER_BIND "
+            "has account-webhook"
+        )
+    if not webhook and url is not None:
+        raise ConfigError("ACCOUNT_WEBHOOK_URL is set but AFTER_BIND does not name account-webhook")
+    if not webhook and queue == "Y":
+        raise ConfigError(
+            "ACCOUNT_WEBHOOK_QUEUE=Y is set but AFTER_BIND does not name account-webhook"
+        )
+    return steps, url, queue == "Y"
 
 
 def _region(env: Mapping[str, str]) -> str:

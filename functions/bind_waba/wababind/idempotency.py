@@ -52,6 +52,7 @@ class IdempotencyRecord(NamedTuple):
     request_id: str | None = None
     code: str | None = None
     message: str | None = None
+    after_bind: str | None = None  # JSON: the after-bind steps' results (wababind.after_bind)
 
     def to_json(self) -> str:
         return json.dumps({**self._asdict(), "status": self.status.value}, separators=(",", ":"))
@@ -99,6 +100,11 @@ class IdempotencyStore(ABC):
 
     @abstractmethod
     def get(self, key: str) -> IdempotencyRecord | None: ...
+
+    @abstractmethod
+    def record_steps(self, key: str, after_bind: str) -> bool:
+        """Keep the after-bind steps' results (JSON) on `key`'s COMPLETED record, whose expiry
+        stays. False when not kept (no such record, Redis away): the steps run again later."""
 
     def flush(self) -> None:  # noqa: B027 - nothing to share for a store in one instance
         """Share now what could not be shared yet; raises SharedStoreUnavailable if it can't."""
@@ -169,6 +175,16 @@ class InMemoryStore(IdempotencyStore):
         with self._lock:
             return self._live(key, time.monotonic())
 
+    def record_steps(self, key: str, after_bind: str) -> bool:
+        with self._lock:
+            entry = self._records.get(key)
+            if entry is None or entry[1] <= time.monotonic():
+                return False
+            if entry[0].status is not RecordStatus.COMPLETED:
+                return False
+            self._records[key] = (entry[0]._replace(after_bind=after_bind), entry[1])
+            return True
+
     def _owned(self, key: str, owner: str, now: float) -> bool:
         record = self._live(key, now)
         return (
@@ -190,6 +206,20 @@ local record = cjson.decode(current)
 if record['status'] ~= 'IN_PROGRESS' or record['owner'] ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then redis.call('DEL', KEYS[1])
 else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+"""
+
+# KEYS[1] = record; ARGV[1] = the after-bind steps' JSON: set on a COMPLETED record, its TTL kept
+# (no KEEPTTL before Redis 6: PTTL, then SET PX).
+_SET_STEPS = """
+local current = redis.call('GET', KEYS[1])
+if not current then return 0 end
+local record = cjson.decode(current)
+if record['status'] ~= 'COMPLETED' then return 0 end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl <= 0 then return 0 end
+record['after_bind'] = ARGV[1]
+redis.call('SET', KEYS[1], cjson.encode(record), 'PX', ttl)
 return 1
 """
 
@@ -254,6 +284,7 @@ class RedisStore(IdempotencyStore):
         self._client = client
         self._records = prefix + "idem:"
         self._if_owner = client.register_script(_IF_OWNER)
+        self._set_steps = client.register_script(_SET_STEPS)
         self._local = InMemoryStore()
         self.health = health or RedisHealth(
             "idempotency", on_outage=on_outage, ping=getattr(client, "ping", None)
@@ -364,6 +395,16 @@ class RedisStore(IdempotencyStore):
                 raise SharedStoreUnavailable(f"{shared.message}; the record is unknown")
             return known
         return shared if shared is not None else self._local.get(key)
+
+    def record_steps(self, key: str, after_bind: str) -> bool:
+        """On Redis and in this instance's memory; while Redis is away only in memory (the
+        steps are safe to run again: a sync and the same webhook address)."""
+        local = self._local.record_steps(key, after_bind)
+
+        def remote() -> bool:
+            return bool(self._set_steps(keys=[self._records + key], args=[after_bind]))
+
+        return self._try(remote, lambda: local)
 
     def flush(self) -> None:
         """Give Redis what it missed now; raises SharedStoreUnavailable until it takes it."""

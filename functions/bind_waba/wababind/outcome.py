@@ -12,7 +12,7 @@ Source = Literal["http", "rocketmq", "mns", "kafka", "direct"]
 Lane = Literal["interactive", "bulk"]  # which side of the shared quota a request waits on
 
 RECORD_KIND = "WabaBindOutcome"
-# Built once, not per line; the record is flat (no containers to check for cycles).
+# Built once, not per line; the record holds no cycles (PhoneNumbers and AfterBind are fresh).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, check_circular=False, separators=(",", ":"))
 
 
@@ -57,7 +57,18 @@ class Outcome:
     lane: Lane = "bulk"
     ambiguous: bool = False  # a call's answer never came and no later call settled it: may be bound
     callback_url: str | None = None
+    # AFTER_BIND (wababind.after_bind): the numbers when synced, each step's {Code, Retryable}
+    phone_numbers: list[dict[str, str | None]] | None = None
+    after_bind: dict[str, dict[str, Any]] | None = None
     _json: str | None = field(default=None, init=False, repr=False, compare=False)
+
+    def steps_due(self) -> bool:
+        """Bound (or duplicate) with an AFTER_BIND step that failed retryably: the next
+        delivery runs it (wababind.after_bind)."""
+        return self.status != "failed" and any(
+            step.get("Retryable") and step.get("Code") != "OK"
+            for step in (self.after_bind or {}).values()
+        )
 
     def to_record(self) -> dict[str, Any]:
         """The record as SPEC.md names it; every field is present, null when it does not apply."""
@@ -81,6 +92,8 @@ class Outcome:
             "QuotaWaitMs": round(self.quota_wait_ms, 3),
             "Lane": self.lane,
             "Ambiguous": self.ambiguous,
+            "PhoneNumbers": self.phone_numbers,
+            "AfterBind": self.after_bind,
         }
 
     def to_json(self) -> str:

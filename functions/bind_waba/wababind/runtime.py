@@ -31,6 +31,12 @@ def batch_workers(qps: float) -> int:
     return max(4, min(MAX_BATCH_WORKERS, math.ceil(qps * 1.5)))
 
 
+def _workers(settings: Settings) -> int:
+    """A bind's thread also makes its AFTER_BIND calls, each on a quota as large as the
+    bind's: as many threads again per step keep every book busy, so steps never starve binds."""
+    return batch_workers(settings.cams_qps) * (1 + len(settings.after_bind))
+
+
 @dataclass(repr=False, eq=False)
 class Runtime:
     """One instance's state, built once: settings, the binder, the sinks and Redis."""
@@ -101,7 +107,7 @@ def build_runtime(settings: Settings) -> Runtime:
             settings.cams_endpoint,
             settings.cams_region,
             settings.cams_timeout_s,
-            pool_size=batch_workers(settings.cams_qps),
+            pool_size=_workers(settings),
         ),
         make_rate_limiter(
             settings.cams_qps,
@@ -114,15 +120,40 @@ def build_runtime(settings: Settings) -> Runtime:
         settings.idempotency_ttl_s,
         store_health=health,
     )
+    if settings.after_bind:
+        binder.after_bind = _after_bind(settings, binder, store, client, health)
     return Runtime(
         settings=settings,
         binder=binder,
         dispatcher=Dispatcher(_sinks(settings)),
-        workers=batch_workers(settings.cams_qps),
+        workers=_workers(settings),
         policy=CallbackPolicy(settings.callback_allowed_hosts, settings.insecure_callbacks),
         store=store,
         redis=client,
     )
+
+
+def _after_bind(
+    settings: Settings, binder: Binder, store: IdempotencyStore, client: Any, health: Any
+) -> Any:
+    """AFTER_BIND's steps, each operation on a quota of its own (10 calls/s per account each,
+    apart from the bind's): one book per operation on Redis, with the lanes."""
+    from wababind.after_bind import STEP_ACTIONS, AccountWebhook, AfterBind
+    from wababind.ratelimit import DEFAULT_KEY, make_rate_limiter
+
+    limiters = {
+        step: make_rate_limiter(
+            settings.cams_qps,
+            client,
+            on_outage=settings.on_redis_outage,
+            health=health,
+            share=settings.interactive_max_share,
+            key=f"{DEFAULT_KEY}:{STEP_ACTIONS[step]}",
+        )
+        for step in settings.after_bind
+    }
+    webhook = AccountWebhook(settings.account_webhook_url, settings.account_webhook_queue)
+    return AfterBind(binder, store, settings.after_bind, limiters, webhook)
 
 
 def _sinks(settings: Settings) -> list[Sink]:

@@ -51,6 +51,10 @@ def product_env(endpoint: str, qps: float, redis_url: str | None) -> dict[str, s
         "CAMS_TIMEOUT_S": f"{CAMS_TIMEOUT_S:g}",
         "OUTCOME_SINKS": "log",
         "REDIS_URL": redis_url,
+        # no steps after the bind unless a scenario asks for them (bench/after_bind.py)
+        "AFTER_BIND": None,
+        "ACCOUNT_WEBHOOK_URL": None,
+        "ACCOUNT_WEBHOOK_QUEUE": None,
     }
 
 

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from wababind_local.bench.after_bind import render_after_bind, run_after_bind
 from wababind_local.bench.bulk_cost import render_bulk_cost, run_bulk_cost
 from wababind_local.bench.charts import write_quota_chart
 from wababind_local.bench.cold_start import ImportProbeError, measure_cold_start, measure_package
@@ -98,6 +99,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"{n} instance(s) {r.per_1000(n):.0f} instance-s per 1,000 binds" for n in r.runs
         ),
     )
+    after_bind, after_bind_problem = _scenario(
+        "after bind",
+        lambda: run_after_bind(
+            config.qps,
+            config.process_latency_ms,
+            config.process_jitter_ms,
+            config.after_bind_binds,
+            prefix,
+            tag=800,
+        ),
+        lambda r: (
+            f"both steps on: {_ratio(r.ratio)} the bind quota, "
+            f"{sum(r.throttled.values())} throttled, windows {r.max_window}"
+        ),
+    )
     overhead = measure_overhead(config.overhead_pairs, prefix)
     print(f"[overhead] webhook / bare SDK call CPU: {_ratio(overhead.cpu_ratio)}", flush=True)
     pause, pause_problem = _scenario(
@@ -123,7 +139,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"[package] code root / Tea SDK: {_ratio(package.ratio)}", flush=True)
 
     targets = evaluate(
-        config, matrix, shared, cold, priority, overhead, bulk_cost=bulk_cost, fc_cold=fc_cold
+        config,
+        matrix,
+        shared,
+        cold,
+        priority,
+        overhead,
+        bulk_cost=bulk_cost,
+        fc_cold=fc_cold,
+        after_bind=after_bind,
     )
     text = render(
         config,
@@ -141,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     text += "\n" + render_redis_pause(pause, pause_problem)
     text += "\n" + render_bulk_cost(bulk_cost, bulk_cost_problem)
+    text += "\n" + render_after_bind(after_bind, after_bind_problem)
     config.out.parent.mkdir(parents=True, exist_ok=True)
     config.out.write_text(text, encoding="utf-8")
     print()

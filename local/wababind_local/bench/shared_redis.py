@@ -14,6 +14,7 @@ from wababind_local.bench.processes import _collect, _wait_ready, join_all, proc
 from wababind_local.bench.redis_server import redis_server
 from wababind_local.bench.results import Run
 from wababind_local.cams_simulator import (
+    ACTION,
     QUOTA_CODE,
     CallRecord,
     CamsSimulator,
@@ -56,15 +57,18 @@ def run_processes(
     tag: int,
     jitter_ms: float = 0.0,
     shared: bool = True,
+    extra_env: dict[str, str] | None = None,
+    calls_out: list[CallRecord] | None = None,
 ) -> Run:
     """`processes` fresh instances (no warm-up) start together against one simulator; with
-    `shared`, through one redis-server. Each batch is timed from invocation to return."""
+    `shared`, through one redis-server. Each batch is timed from invocation to return.
+    `extra_env`: more of the function's settings; `calls_out` gets every CAMS call."""
     ctx = multiprocessing.get_context("spawn")
     with (
         _maybe_redis(shared) as redis_url,
         CamsSimulator(qps=qps, latency_s=latency_ms / 1000, jitter_s=jitter_ms / 1000) as sim,
     ):
-        env = product_env(sim.endpoint, qps, redis_url)
+        env = {**product_env(sim.endpoint, qps, redis_url), **(extra_env or {})}
         ready, results, go = ctx.Queue(), ctx.Queue(), ctx.Event()
         procs = [
             ctx.Process(
@@ -85,6 +89,9 @@ def run_processes(
         finally:
             join_all(procs)
         calls = sim.calls()
+    if calls_out is not None:
+        calls_out.extend(calls)
+    calls = [c for c in calls if c.action == ACTION]  # the bind's quota; steps have their own
     run = run_of(reports, calls, latency_ms, batch, jitter_ms)
     if shared:
         run.redis_commands, run.redis_scripts = after[0] - before[0], after[1] - before[1]

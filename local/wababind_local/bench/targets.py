@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from wababind_local.bench.after_bind import AfterBindRun
 from wababind_local.bench.bulk_cost import BulkCost
 from wababind_local.bench.config import Config
 from wababind_local.bench.overhead import Overhead
@@ -22,6 +23,7 @@ TARGET_PRIORITY_RATIO = 2.0  # webhook p95 while bulk drains ≤ 2x its idle med
 TARGET_BULK_SHARE = 0.95  # and the bulk keeps ≥ 0.95x of the quota meanwhile (issue 16)
 TARGET_OVERHEAD = 1.15  # webhook bind CPU ≤ 1.15x a bare SDK call's
 TARGET_BULK_COST = 1.1  # one instance: instance-s per 1,000 bulk binds ≤ 1.1x 1,000 / quota
+TARGET_AFTER_BIND = 0.95  # issue 18: both steps on, a bulk run keeps ≥ 0.95x the bind quota
 TARGET_READY_TEA_RATIO = 0.45
 TARGET_READY_FLOOR_RATIO = 1.1
 # Issue 17: cold start as FC runs it (read-only /code, the runtime's CPython), CPU time
@@ -67,6 +69,7 @@ def evaluate(
     overhead: Overhead | None = None,
     bulk_cost: BulkCost | None = None,
     fc_cold: Sequence[FcColdStart] = (),
+    after_bind: AfterBindRun | None = None,
 ) -> list[Target]:
     """The issue's targets, each PASS, FAIL or not measured."""
     latency, batch = config.target_cell
@@ -147,6 +150,17 @@ def evaluate(
             one,
             _ratio(one or 0),
             (one or 0) <= TARGET_BULK_COST,
+        )
+    )
+    kept = after_bind.ratio if after_bind else None
+    unthrottled = after_bind is not None and not any(after_bind.throttled.values())
+    targets.append(
+        _judge(
+            f"one MQ instance, both AFTER_BIND steps on: ≥ {TARGET_AFTER_BIND}x the bind quota, "
+            "no operation throttled",
+            kept,
+            _ratio(kept or 0),
+            (kept or 0) >= TARGET_AFTER_BIND and unthrottled,
         )
     )
     targets += [

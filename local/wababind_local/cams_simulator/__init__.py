@@ -1,6 +1,8 @@
 """A loopback CAMS (Chat App Message Service) that the real aliyun-python-sdk-core talks to.
 
-It answers the one action the functions call, `ChatappBindWaba` (RPC, version 2020-06-06), after
+It answers the actions the functions call, `ChatappBindWaba` (RPC, version 2020-06-06) and the
+after-bind steps `ChatappSyncPhoneNumber` and `UpdateAccountWebhook` (on a CustSpaceId it issued;
+numbers derived from its WabaId, faults set per WabaId and action, a quota per action), after
 the checks the Alibaba Cloud API gateway makes, in its order: required parameters, AccessKeyId,
 STS SecurityToken, signature method/version, the v1 HMAC-SHA1 signature (over the query string
 and any form body, as the SDK signs them), Timestamp (±15 min), SignatureNonce reuse, Action,
@@ -14,7 +16,15 @@ Tests drive it in-process (`set_fault`, `calls`, `count`, ...); other processes 
 
 from __future__ import annotations
 
-from wababind_local.cams_simulator.answers import ACTION, HOST_ID, PRODUCT, VERSION
+from wababind_local.cams_simulator.answers import (
+    ACTION,
+    ACTIONS,
+    HOST_ID,
+    PRODUCT,
+    SYNC_ACTION,
+    VERSION,
+    WEBHOOK_ACTION,
+)
 from wababind_local.cams_simulator.errors import DOCUMENTED_ERRORS, QUOTA_CODE
 from wababind_local.cams_simulator.faults import DEMO_FAULTS, Fault
 from wababind_local.cams_simulator.serve import main
@@ -35,10 +45,12 @@ from wababind_local.cams_simulator.simulator import (
     CamsSimulator,
     cust_space_id,
     max_in_window,
+    phone_numbers,
 )
 
 __all__ = [
     "ACTION",
+    "ACTIONS",
     "DEFAULT_KEY",
     "DEFAULT_STS_KEY",
     "DEMO_FAULTS",
@@ -49,8 +61,10 @@ __all__ = [
     "NONCE_MEMORY_S",
     "PRODUCT",
     "QUOTA_CODE",
+    "SYNC_ACTION",
     "TIMESTAMP_TOLERANCE_S",
     "VERSION",
+    "WEBHOOK_ACTION",
     "CallRecord",
     "CamsSimulator",
     "Fault",
@@ -59,6 +73,7 @@ __all__ = [
     "main",
     "max_in_window",
     "percent_encode",
+    "phone_numbers",
     "sign",
     "string_to_sign",
 ]

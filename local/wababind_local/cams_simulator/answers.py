@@ -10,6 +10,11 @@ from typing import Any
 from wababind_local.cams_simulator.signing import SimKey
 
 PRODUCT, VERSION, ACTION = "cams", "2020-06-06", "ChatappBindWaba"
+# The after-bind steps, each on its own per-account quota (10 calls/s):
+# https://www.alibabacloud.com/help/en/chatapp/developer-reference/api-cams-2020-06-06-chatappsyncphonenumber
+# https://help.aliyun.com/zh/chatapp/developer-reference/api-cams-2020-06-06-updateaccountwebhook
+SYNC_ACTION, WEBHOOK_ACTION = "ChatappSyncPhoneNumber", "UpdateAccountWebhook"
+ACTIONS = (ACTION, SYNC_ACTION, WEBHOOK_ACTION)
 HOST_ID = "cams.ap-southeast-1.aliyuncs.com"
 
 
@@ -43,9 +48,9 @@ def _error_doc(code: str, message: str, request_id: str) -> dict[str, Any]:
     }
 
 
-def _access_denied_detail(key: SimKey) -> dict[str, str]:
+def _access_denied_detail(key: SimKey, action: str = ACTION) -> dict[str, str]:
     return {
-        "AuthAction": f"{PRODUCT}:{ACTION}",
+        "AuthAction": f"{PRODUCT}:{action}",
         "AuthPrincipalType": "AssumedRoleUser" if key.security_token else "SubUser",
         "AuthPrincipalDisplayName": key.access_key_id,
         "AuthPrincipalOwnerId": "1234567890",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from wababind_local.cams_simulator.answers import ACTION, ACTIONS
 from wababind_local.cams_simulator.errors import DOCUMENTED_ERRORS
 
 
@@ -13,7 +14,8 @@ class Fault:
     """What the simulator answers for a WabaId instead of a plain success.
 
     `times=None` fires on every call; `times=N` on the next N calls of that WabaId (those that
-    pass the quota), after which it clears; `times=0` clears it at once.
+    pass the quota), after which it clears; `times=0` clears it at once. `action`: the call it
+    answers (ChatappBindWaba, or an after-bind step of the CustSpaceId bound for the WabaId).
     """
 
     kind: str
@@ -22,8 +24,11 @@ class Fault:
     message: str = ""
     seconds: float = 0.0
     times: int | None = None
+    action: str = ACTION
 
     def __post_init__(self) -> None:
+        if self.action not in ACTIONS:
+            raise ValueError(f"unknown action {self.action!r}; one of: {', '.join(ACTIONS)}")
         if self.kind not in _FAULT_KINDS:
             raise ValueError(f"unknown fault kind {self.kind!r}")
         if self.times is not None and (isinstance(self.times, bool) or self.times < 0):
@@ -32,6 +37,12 @@ class Fault:
             raise ValueError("status must be an HTTP status")
         if self.seconds < 0:
             raise ValueError("seconds must be >= 0")
+
+    def on(self, action: str) -> Fault:
+        """The same fault, answering `action` (an after-bind step) instead of the bind."""
+        import dataclasses
+
+        return dataclasses.replace(self, action=action)
 
     @classmethod
     def error(cls, code: str, status: int, message: str, times: int | None = None) -> Fault:
@@ -65,7 +76,12 @@ class Fault:
 
     @classmethod
     def from_dict(cls, doc: dict[str, Any]) -> Fault:
-        """The control API's form: {"kind": ..., "code"/"status"/"message"/"seconds", "times"}."""
+        """The control API's form: {"kind": ..., "code"/"status"/"message"/"seconds", "times",
+        "action"} (no action: ChatappBindWaba)."""
+        return cls._from_dict(doc).on(str(doc.get("action") or ACTION))
+
+    @classmethod
+    def _from_dict(cls, doc: dict[str, Any]) -> Fault:
         kind = str(doc.get("kind", ""))
         times = doc.get("times")
         if times is not None and not isinstance(times, int):
@@ -108,12 +124,13 @@ class Fault:
             "drop": "closes the connection without answering",
         }[self.kind]
         if self.times is None:
-            return f"{what} — every call"
+            return f"{what} — every call" + ("" if self.action == ACTION else f" of {self.action}")
         if self.times == 0:
             return f"{what} — cleared"
+        then = "binds" if self.action == ACTION else f"{self.action} succeeds"
         if self.times == 1:
-            return f"{what} — the next call only, then binds"
-        return f"{what} — the next {self.times} calls, then binds"
+            return f"{what} — the next call only, then {then}"
+        return f"{what} — the next {self.times} calls, then {then}"
 
     def __str__(self) -> str:
         return self.description

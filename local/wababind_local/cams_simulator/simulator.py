@@ -16,6 +16,8 @@ from urllib.parse import parse_qsl
 
 from wababind_local.cams_simulator.answers import (
     ACTION,
+    ACTIONS,
+    SYNC_ACTION,
     VERSION,
     _access_denied_detail,
     _Answer,
@@ -54,7 +56,8 @@ _REQUIRED = (
 
 @dataclass(frozen=True)
 class CallRecord:
-    """One request that reached ChatappBindWaba (authenticated), refused by the quota or not."""
+    """One authenticated request of an action, refused by the quota or not; `waba_id` is the
+    one bound to the CustSpaceId for an after-bind step."""
 
     at: float
     access_key_id: str
@@ -69,6 +72,28 @@ class CallRecord:
 def cust_space_id(waba_id: str) -> str:
     """The CustSpaceId CAMS gives a WabaId here: stable, so rebinding answers the same."""
     return "cs-" + hashlib.sha256(f"cams-sim:{waba_id}".encode()).hexdigest()[:20]
+
+
+def phone_numbers(waba_id: str) -> list[dict[str, str]]:
+    """The numbers CAMS syncs for a WabaId here: one or two, stable, the first CONNECTED. The
+    fields of ChatappSyncPhoneNumber's PhoneNumbers (a few of them):
+    https://www.alibabacloud.com/help/en/chatapp/developer-reference/api-cams-2020-06-06-chatappsyncphonenumber"""
+    digest = hashlib.sha256(f"cams-sim-phone:{waba_id}".encode()).digest()
+    numbers = []
+    for i in range(1 + digest[0] % 2):
+        local = int.from_bytes(digest[1 + 4 * i : 5 + 4 * i], "big") % 10_000_000
+        numbers.append(
+            {
+                "PhoneNumber": f"1555{local:07d}",
+                "VerifiedName": f"Business {waba_id[-4:]}",
+                "Status": "CONNECTED" if i == 0 else "PENDING",
+                "QualityRating": "GREEN" if i == 0 else "YELLOW",
+                "CodeVerificationStatus": "VERIFIED" if i == 0 else "NOT_VERIFIED",
+                "NameStatus": "APPROVED",
+                "MessagingLimitTier": "TIER_1K",
+            }
+        )
+    return numbers
 
 
 def max_in_window(times: list[float], window_s: float = 1.0) -> int:
@@ -114,13 +139,15 @@ class CamsSimulator:
         self._qps: float | None = qps
         self._latency_s = latency_s
         self._jitter_s = jitter_s
-        self._faults: dict[str, tuple[Fault, int | None]] = {}
+        self._faults: dict[tuple[str, str], tuple[Fault, int | None]] = {}  # (action, WabaId)
         self._default_fault: tuple[Fault, int | None] | None = None
         self._calls: list[CallRecord] = []
         self._bound: dict[str, str] = {}
+        self._spaces: dict[str, str] = {}  # CustSpaceId → WabaId, for the after-bind steps
+        self._webhooks: dict[str, dict[str, str]] = {}  # CustSpaceId → UpdateAccountWebhook's
         self._rejected: Counter[str] = Counter()
         self._nonces: dict[str, OrderedDict[str, float]] = {}
-        self._quota: dict[str, deque[float]] = {}
+        self._quota: dict[tuple[str, str], deque[float]] = {}  # (account, action): a quota each
         self.reset()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -173,13 +200,15 @@ class CamsSimulator:
 
     # --- control ---------------------------------------------------------------------------
 
-    def set_fault(self, waba_id: str, fault: Fault | None) -> None:
-        """Install (or with None or times=0, clear) the fault for one WabaId."""
+    def set_fault(self, waba_id: str, fault: Fault | None, action: str = ACTION) -> None:
+        """Install (or with None or times=0, clear) the fault for one WabaId, for the action
+        `fault.action` (None clears `action`'s)."""
         with self._lock:
+            slot = (fault.action if fault is not None else action, waba_id)
             if fault is None or fault.times == 0:
-                self._faults.pop(waba_id, None)
+                self._faults.pop(slot, None)
             else:
-                self._faults[waba_id] = (fault, fault.times)
+                self._faults[slot] = (fault, fault.times)
 
     def set_default_fault(self, fault: Fault | None) -> None:
         """A fault for every WabaId that has none of its own (times counted across them)."""
@@ -204,11 +233,15 @@ class CamsSimulator:
         with self._lock:
             self._qps, self._latency_s, self._jitter_s = self._initial
             self._faults = (
-                {w: (f, f.times) for w, f in DEMO_FAULTS.items()} if self._demo_faults else {}
+                {(f.action, w): (f, f.times) for w, f in DEMO_FAULTS.items()}
+                if self._demo_faults
+                else {}
             )
             self._default_fault = None
             self._calls = []
             self._bound = {}
+            self._spaces = {}
+            self._webhooks = {}
             self._rejected = Counter()
             self._nonces = {}
             self._quota = {}
@@ -216,18 +249,27 @@ class CamsSimulator:
     # --- observation -----------------------------------------------------------------------
 
     def calls(self) -> list[CallRecord]:
-        """Every authenticated ChatappBindWaba request, in arrival order (throttled included)."""
+        """Every authenticated request of every action, in arrival order (throttled included)."""
         with self._lock:
             return list(self._calls)
 
-    def count(self, waba_id: str | None = None, code: str | None = None) -> int:
-        """How many calls (of that WabaId, answered with that code)."""
+    def count(
+        self, waba_id: str | None = None, code: str | None = None, action: str | None = ACTION
+    ) -> int:
+        """How many calls of `action` (None: of any) (of that WabaId, answered with that code)."""
         with self._lock:
             return sum(
                 1
                 for c in self._calls
-                if (waba_id is None or c.waba_id == waba_id) and (code is None or c.code == code)
+                if (waba_id is None or c.waba_id == waba_id)
+                and (code is None or c.code == code)
+                and (action is None or c.action == action)
             )
+
+    def webhooks(self) -> dict[str, dict[str, str]]:
+        """CustSpaceId → the StatusCallbackUrl, HttpFlag and QueueFlag UpdateAccountWebhook set."""
+        with self._lock:
+            return {space: dict(hook) for space, hook in self._webhooks.items()}
 
     def bound(self) -> dict[str, str]:
         """WabaId → CustSpaceId for every WABA bound so far."""
@@ -239,15 +281,20 @@ class CamsSimulator:
         with self._lock:
             return dict(self._rejected)
 
-    def max_calls_in_window(self, window_s: float = 1.0, code: str | None = None) -> int:
-        """Most calls that passed the quota (optionally: answered with `code`) in any window.
+    def max_calls_in_window(
+        self, window_s: float = 1.0, code: str | None = None, action: str = ACTION
+    ) -> int:
+        """Most calls of `action` that passed its quota (optionally: answered with `code`) in any
+        window.
 
         A window is any half-open interval [t, t + window_s) of arrival times; calls refused
         by the simulator's own quota are never counted (they did not use quota).
         """
         with self._lock:
             times = [
-                c.at for c in self._calls if not c.throttled and (code is None or c.code == code)
+                c.at
+                for c in self._calls
+                if not c.throttled and c.action == action and (code is None or c.code == code)
             ]
         return max_in_window(times, window_s)
 
@@ -266,6 +313,7 @@ class CamsSimulator:
                 if (waba_id is None or c.waba_id == waba_id) and (code is None or c.code == code)
             ),
             "by_code": dict(Counter(c.code for c in calls)),
+            "by_action": dict(Counter(c.action for c in calls)),
             "throttled": sum(1 for c in calls if c.throttled),
             "bound": bound,
             "rejected": rejected,
@@ -293,7 +341,9 @@ class CamsSimulator:
             jitter_s = self._jitter_s
         if jitter_s:  # the gateway's delay: the quota counts the call when it arrives after it
             time.sleep(random.uniform(0, jitter_s))
-        return self._bind(key, params.get("WabaId", ""), request_id)
+        if params["Action"] == ACTION:
+            return self._bind(key, params.get("WabaId", ""), request_id)
+        return self._step(key, params, request_id)
 
     def _authenticate(self, method: str, path: str, params: dict[str, str]) -> SimKey:
         if path not in ("", "/"):
@@ -331,7 +381,7 @@ class CamsSimulator:
         if abs(time.time() - sent_at) > TIMESTAMP_TOLERANCE_S:
             raise _Refusal("InvalidTimeStamp.Expired")
         self._use_nonce(key.access_key_id, params["SignatureNonce"])
-        if params["Action"] != ACTION:
+        if params["Action"] not in ACTIONS:
             raise _Refusal("InvalidAction.NotFound")
         if params["Version"] != VERSION:
             raise _Refusal("InvalidVersion")
@@ -357,13 +407,13 @@ class CamsSimulator:
                 return self._record_error(
                     key, waba_id, request_id, now, "MissingWabaId", 400, message
                 )
-            if not self._take_quota(key.account, now):
+            if not self._take_quota((key.account, ACTION), now):
                 status, message = DOCUMENTED_ERRORS[QUOTA_CODE]
                 return self._record_error(
                     key, waba_id, request_id, now, QUOTA_CODE, status, message, throttled=True
                 )
             delay = self._latency_s
-            fault = self._next_fault(waba_id)
+            fault = self._next_fault(waba_id, ACTION)
             answer = self._answer(key, waba_id, request_id, fault)
             answer.delay_s = delay + (fault.seconds if fault is not None else 0.0)
             code = _answer_code(fault)
@@ -372,6 +422,50 @@ class CamsSimulator:
             )
             if code == "OK":
                 self._bound[waba_id] = cust_space_id(waba_id)
+                self._spaces[cust_space_id(waba_id)] = waba_id
+            return answer
+
+    def _step(self, key: SimKey, params: dict[str, str], request_id: str) -> _Answer:
+        """An after-bind step on a CustSpaceId this simulator issued: CustSpaceId required (as
+        documented for both), its own quota, the WabaId's fault for the action, then success."""
+        action = params["Action"]
+        with self._lock:
+            now = self._clock()
+            space = params.get("CustSpaceId", "")
+            waba_id = self._spaces.get(space, "")
+            if not space or not waba_id:
+                code = "MissingCustSpaceId" if not space else "Unknown.ResourceOwnerId"
+                message = (
+                    "CustSpaceId is mandatory for this action."
+                    if not space
+                    else DOCUMENTED_ERRORS[code][1]
+                )
+                return self._record_error(
+                    key, "", request_id, now, code, 400, message, action=action
+                )
+            if not self._take_quota((key.account, action), now):
+                status, message = DOCUMENTED_ERRORS[QUOTA_CODE]
+                return self._record_error(
+                    key, waba_id, request_id, now, QUOTA_CODE, status, message, True, action
+                )
+            fault = self._next_fault(waba_id, action)
+            if fault is None or fault.kind == "slow":
+                doc: dict[str, Any] = {"RequestId": request_id, "Code": "OK", "Message": "SUCCESS"}
+                if action == SYNC_ACTION:
+                    doc["PhoneNumbers"] = phone_numbers(waba_id)
+                else:
+                    self._webhooks[space] = {
+                        name: params.get(name, "")
+                        for name in ("StatusCallbackUrl", "HttpFlag", "QueueFlag")
+                    }
+                answer = _Answer(200, _json(doc), request_id=request_id)
+            else:
+                answer = self._fault_answer(key, request_id, fault)
+            answer.delay_s = self._latency_s + (fault.seconds if fault is not None else 0.0)
+            code = _answer_code(fault)
+            self._calls.append(
+                CallRecord(now, key.access_key_id, action, waba_id, answer.status, code, request_id)
+            )
             return answer
 
     def _record_error(
@@ -384,14 +478,16 @@ class CamsSimulator:
         status: int,
         message: str,
         throttled: bool = False,
+        action: str = ACTION,
     ) -> _Answer:
         self._calls.append(
-            CallRecord(now, key.access_key_id, ACTION, waba_id, status, code, request_id, throttled)
+            CallRecord(now, key.access_key_id, action, waba_id, status, code, request_id, throttled)
         )
         return self._error(status, code, message, request_id)
 
-    def _take_quota(self, account: str, now: float) -> bool:
-        """A strict sliding window: at most int(qps) admitted calls in any (now - 1 s, now]."""
+    def _take_quota(self, account: tuple[str, str], now: float) -> bool:
+        """A strict sliding window: at most int(qps) admitted calls in any (now - 1 s, now], per
+        account and action (each action has a quota of its own)."""
         if self._qps is None:
             return True
         if self._qps <= 0:
@@ -405,17 +501,17 @@ class CamsSimulator:
         used.append(now)
         return True
 
-    def _next_fault(self, waba_id: str) -> Fault | None:
-        slot = self._faults.get(waba_id)
+    def _next_fault(self, waba_id: str, action: str) -> Fault | None:
+        slot = self._faults.get((action, waba_id))
         if slot is not None:
             fault, left = slot
             if left is not None:
                 if left <= 1:
-                    del self._faults[waba_id]
+                    del self._faults[(action, waba_id)]
                 else:
-                    self._faults[waba_id] = (fault, left - 1)
+                    self._faults[(action, waba_id)] = (fault, left - 1)
             return fault
-        if self._default_fault is not None:
+        if self._default_fault is not None and self._default_fault[0].action == action:
             fault, left = self._default_fault
             if left is not None:
                 self._default_fault = None if left <= 1 else (fault, left - 1)
@@ -431,10 +527,13 @@ class CamsSimulator:
                 "Data": {"CustSpaceId": cust_space_id(waba_id), "WabaId": waba_id},
             }
             return _Answer(200, _json(doc), request_id=request_id)
+        return self._fault_answer(key, request_id, fault)
+
+    def _fault_answer(self, key: SimKey, request_id: str, fault: Fault) -> _Answer:
         if fault.kind == "error":
             doc = _error_doc(fault.code, fault.message, request_id)
             if fault.code == "Ram.PermissionDeny":
-                doc["AccessDeniedDetail"] = _access_denied_detail(key)
+                doc["AccessDeniedDetail"] = _access_denied_detail(key, fault.action)
             return _Answer(fault.status, _json(doc), request_id=request_id)
         if fault.kind == "success_false":
             doc = {
@@ -479,6 +578,8 @@ class CamsSimulator:
         route = (method, path.rstrip("/"))
         if route == ("GET", "/_sim/calls"):
             return self.summary(args.get("waba_id"), args.get("code"))
+        if route == ("GET", "/_sim/webhooks"):
+            return self.webhooks()
         if route == ("GET", "/_sim/bound"):
             return self.bound()
         if route == ("POST", "/_sim/reset"):
@@ -489,10 +590,11 @@ class CamsSimulator:
             if not waba_id:
                 raise ValueError('a fault needs "waba_id" ("*" for every WabaId)')
             fault = None if doc.get("kind") in ("clear", "none") else Fault.from_dict(doc)
+            action = str(doc.get("action") or ACTION)
             if waba_id == "*":
                 self.set_default_fault(fault)
             else:
-                self.set_fault(waba_id, fault)
+                self.set_fault(waba_id, fault, action)
             return {"waba_id": waba_id, "fault": fault.description if fault else None}
         if route == ("POST", "/_sim/config"):
             if "qps" in doc:

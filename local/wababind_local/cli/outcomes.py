@@ -42,6 +42,8 @@ def local_outcome(row: Row, code: str, message: str, retryable: bool) -> dict[st
         "QuotaWaitMs": 0.0,
         "Lane": "bulk",  # only `wababind bulk` writes rows the function gave no outcome for
         "Ambiguous": False,
+        "PhoneNumbers": None,
+        "AfterBind": None,
     }
 
 

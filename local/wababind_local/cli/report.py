@@ -106,6 +106,7 @@ def summarize_records(records: Records) -> dict[str, Any]:
         "ByLane": dict(Counter(str(r.get("Lane") or UNKNOWN) for r in outcomes).most_common()),
         "Retryable": sum(1 for r in outcomes if r.get("Retryable") is True),
         "Ambiguous": sum(1 for r in outcomes if r.get("Ambiguous") is True),
+        "AfterBind": _step_codes(outcomes),
         "DurationMs": {
             "p50": _stat(percentile(durations, 50)),
             "p95": _stat(percentile(durations, 95)),
@@ -119,6 +120,19 @@ def summarize_records(records: Records) -> dict[str, Any]:
         "Undelivered": dict(records.undelivered.most_common()),
         "Skipped": records.skipped,
     }
+
+
+def _step_codes(outcomes: Sequence[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """AFTER_BIND's steps: for each step run, how many outcomes ended with each Code."""
+    steps: dict[str, Counter[str]] = {}
+    for record in outcomes:
+        after = record.get("AfterBind")
+        if not isinstance(after, dict):
+            continue
+        for step, result in after.items():
+            code = result.get("Code") if isinstance(result, dict) else None
+            steps.setdefault(str(step), Counter())[str(code or UNKNOWN)] += 1
+    return {step: dict(codes.most_common()) for step, codes in sorted(steps.items())}
 
 
 def _numbers(outcomes: Sequence[dict[str, Any]], name: str) -> list[float]:
@@ -186,6 +200,13 @@ def print_table(summary: dict[str, Any], sources: Sequence[str], out: IO[str]) -
     for code, n in summary["ByCode"].items():
         codes.add_row(code, str(n), share(n))
     console.print(codes)
+
+    if summary["AfterBind"]:
+        steps = table("After the bind", "Step", "Code", "n")
+        for step, step_codes in summary["AfterBind"].items():
+            for code, n in step_codes.items():
+                steps.add_row(step, code, str(n))
+        console.print(steps)
 
     lanes = table("By lane", "Lane", "n", "share")
     for lane, n in summary["ByLane"].items():
