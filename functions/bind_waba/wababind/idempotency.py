@@ -404,7 +404,8 @@ class RedisStore(IdempotencyStore):
         def remote() -> bool:
             return bool(self._set_steps(keys=[self._records + key], args=[after_bind]))
 
-        return self._try(remote, lambda: local)
+        answer = self._call("record_steps", remote)
+        return local if isinstance(answer, RedisProblem) else answer
 
     def flush(self) -> None:
         """Give Redis what it missed now; raises SharedStoreUnavailable until it takes it."""
