@@ -66,7 +66,7 @@ class AfterBind:
         self._binder = binder
         self._store = store
         self.steps = steps
-        self._limiters = limiters  # step → its operation's quota
+        self.limiters = limiters  # step → its operation's quota
         self._webhook = webhook
 
     def run(self, outcome: Outcome, stored: str | None, inv: Invocation) -> None:
@@ -122,7 +122,7 @@ class AfterBind:
         call: Callable[[Credentials], Answered | BindError] = lambda creds: cams.call(  # noqa: E731
             action, params, creds
         )
-        settled = self._binder.call_with_retries(waba_id, inv, call, self._limiters[step])
+        settled = self._binder.call_with_retries(waba_id, inv, call, self.limiters[step])
         return settled.result
 
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from wababind import applog
 from wababind.cams import Bound, CamsClient, is_throttle
@@ -43,8 +43,11 @@ STORE_CALL_S = 2.0
 T = TypeVar("T")
 R = TypeVar("R")  # what a CAMS operation answers when it succeeds
 
-if TYPE_CHECKING:
-    from wababind.after_bind import AfterBind
+
+class AfterBindSteps(Protocol):
+    """What the binder asks of AFTER_BIND's steps (wababind.after_bind.AfterBind)."""
+
+    def run(self, outcome: Outcome, stored: str | None, inv: Invocation) -> None: ...
 
 
 @dataclass(repr=False, eq=False)
@@ -89,7 +92,7 @@ class Binder:
         self._health = store_health  # Redis's health when REDIS_URL is set
         self._looked_lock = threading.Lock()
         self._looked_at = ""  # the last invocation that asked Redis during an outage
-        self.after_bind: AfterBind | None = None  # AFTER_BIND's steps (wababind.after_bind)
+        self.after_bind: AfterBindSteps | None = None  # AFTER_BIND (wababind.after_bind)
 
     def bind(
         self, request: BindRequest, *, event_id: str, source: Source, inv: Invocation

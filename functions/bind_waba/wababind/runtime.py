@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from wababind import applog
 from wababind.binder import Binder, Invocation
@@ -19,6 +19,9 @@ from wababind.models import CallbackPolicy
 from wababind.outcome import Lane
 from wababind.sinks.base import Sink
 from wababind.sinks.dispatch import Dispatcher
+
+if TYPE_CHECKING:
+    from wababind.after_bind import AfterBind
 
 DEFAULT_TIMEOUT_S = 60.0
 MAX_BATCH_WORKERS = 32
@@ -135,7 +138,7 @@ def build_runtime(settings: Settings) -> Runtime:
 
 def _after_bind(
     settings: Settings, binder: Binder, store: IdempotencyStore, client: Any, health: Any
-) -> Any:
+) -> AfterBind:
     """AFTER_BIND's steps, each operation on a quota of its own (10 calls/s per account each,
     apart from the bind's): one book per operation on Redis, with the lanes."""
     from wababind.after_bind import STEP_ACTIONS, AccountWebhook, AfterBind
