@@ -1,7 +1,9 @@
 """Each WabaId reaches CAMS once: records keyed by WabaId, in memory or shared on Redis.
 
 A record is IN_PROGRESS while one request (its `owner`) binds, then COMPLETED (kept for
-IDEMPOTENCY_TTL_S, carrying the CustSpaceId) or FAILED (a terminal failure, kept briefly).
+IDEMPOTENCY_TTL_S, carrying the CustSpaceId) or FAILED (a terminal failure, carrying the event
+ids of the requests that met it, kept for the trigger's redelivery horizon: a redelivery of
+one of them is answered from it; a new request takes the record over and calls again).
 A retryable failure releases the record, so a retry calls CAMS again. An IN_PROGRESS record
 expires on its own, so an instance that dies mid-bind blocks its WabaId only that long.
 
@@ -51,9 +53,20 @@ class IdempotencyRecord(NamedTuple):
     request_id: str | None = None
     code: str | None = None
     message: str | None = None
+    # FAILED: the event ids (trigger message id, webhook-id) whose request failed for good with
+    # this record, oldest first. Empty in a record an older version wrote: it answers everyone.
+    event_ids: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps({**self._asdict(), "status": self.status.value}, separators=(",", ":"))
+
+    def answers(self, event_id: str) -> bool:
+        """Whether this record is the outcome of `event_id`'s request (a redelivery of it), not
+        only of an earlier request for the same WabaId: a FAILED record answers only the event
+        ids that met it (or everyone, when an older version wrote it without them)."""
+        if self.status is not RecordStatus.FAILED or not self.event_ids:
+            return True
+        return event_id in self.event_ids
 
     @classmethod
     def from_json(cls, text: str | bytes) -> IdempotencyRecord:
@@ -65,6 +78,10 @@ class IdempotencyRecord(NamedTuple):
         except ValueError:
             status = RecordStatus.IN_PROGRESS
         known = {name: doc[name] for name in cls._fields if name in doc}
+        ids = known.get("event_ids")
+        known["event_ids"] = (
+            tuple(i for i in ids if isinstance(i, str)) if isinstance(ids, list) else ()
+        )
         return cls(**{**known, "status": status})
 
 
@@ -89,8 +106,25 @@ class IdempotencyStore(ABC):
         True when every instance can see it now; False: kept, shared as soon as possible."""
 
     @abstractmethod
-    def fail(self, key: str, owner: str, *, code: str, message: str, ttl_s: float) -> None:
-        """A terminal failure, remembered for `ttl_s`, only if `owner` still holds the claim."""
+    def fail(
+        self,
+        key: str,
+        owner: str,
+        *,
+        code: str,
+        message: str,
+        ttl_s: float,
+        event_ids: tuple[str, ...] = (),
+    ) -> None:
+        """A terminal failure of the requests `event_ids`, remembered for `ttl_s`, only if
+        `owner` still holds the claim."""
+
+    @abstractmethod
+    def take_over(
+        self, key: str, owner: str, failed: IdempotencyRecord, in_progress_ttl_s: float
+    ) -> bool:
+        """Claim `key` for `owner` (a new request) in place of the FAILED record `failed`, if
+        that record (by its owner) or nothing is there now; False: something else is."""
 
     @abstractmethod
     def release(self, key: str, owner: str) -> None:
@@ -152,12 +186,33 @@ class InMemoryStore(IdempotencyStore):
             self._records[key] = (record, time.monotonic() + ttl_s)
         return True
 
-    def fail(self, key: str, owner: str, *, code: str, message: str, ttl_s: float) -> None:
-        record = IdempotencyRecord(key, RecordStatus.FAILED, owner, code=code, message=message)
+    def fail(
+        self,
+        key: str,
+        owner: str,
+        *,
+        code: str,
+        message: str,
+        ttl_s: float,
+        event_ids: tuple[str, ...] = (),
+    ) -> None:
+        record = _failed(key, owner, code, message, event_ids)
         with self._lock:
             now = time.monotonic()
             if self._owned(key, owner, now):
                 self._records[key] = (record, now + ttl_s)
+
+    def take_over(
+        self, key: str, owner: str, failed: IdempotencyRecord, in_progress_ttl_s: float
+    ) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            current = self._live(key, now)
+            if current is not None and not _is_failure(current, failed):
+                return False
+            record = IdempotencyRecord(key, RecordStatus.IN_PROGRESS, owner)
+            self._records[key] = (record, now + in_progress_ttl_s)
+            return True
 
     def release(self, key: str, owner: str) -> None:
         with self._lock:
@@ -189,6 +244,18 @@ local record = cjson.decode(current)
 if record['status'] ~= 'IN_PROGRESS' or record['owner'] ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then redis.call('DEL', KEYS[1])
 else redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end
+return 1
+"""
+
+# KEYS[1] = record; ARGV = the FAILED record's owner, new value, ttl ms. A new request takes
+# the WabaId over from a terminal failure only if that failure (or nothing) is still there.
+_TAKE_OVER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local record = cjson.decode(current)
+  if record['status'] ~= 'FAILED' or record['owner'] ~= ARGV[1] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
@@ -251,6 +318,7 @@ class RedisStore(IdempotencyStore):
         self._client = client
         self._records = prefix + "idem:"
         self._if_owner = client.register_script(_IF_OWNER)
+        self._take_over = client.register_script(_TAKE_OVER)
         self._local = InMemoryStore()
         self.health = health or RedisHealth(
             "idempotency", on_outage=on_outage, ping=getattr(client, "ping", None)
@@ -324,9 +392,18 @@ class RedisStore(IdempotencyStore):
             lambda: self._client.set(self._records + key, missed.value, px=_ms(ttl_s)),
         )
 
-    def fail(self, key: str, owner: str, *, code: str, message: str, ttl_s: float) -> None:
-        record = IdempotencyRecord(key, RecordStatus.FAILED, owner, code=code, message=message)
-        self._local.fail(key, owner, code=code, message=message, ttl_s=ttl_s)
+    def fail(
+        self,
+        key: str,
+        owner: str,
+        *,
+        code: str,
+        message: str,
+        ttl_s: float,
+        event_ids: tuple[str, ...] = (),
+    ) -> None:
+        record = _failed(key, owner, code, message, event_ids)
+        self._local.fail(key, owner, code=code, message=message, ttl_s=ttl_s, event_ids=event_ids)
         missed = _Missed("if_owner", time.monotonic() + ttl_s, record.to_json(), owner)
         self._write(
             key,
@@ -335,6 +412,35 @@ class RedisStore(IdempotencyStore):
                 keys=[self._records + key], args=[owner, missed.value, _ms(ttl_s)]
             ),
         )
+
+    def take_over(
+        self, key: str, owner: str, failed: IdempotencyRecord, in_progress_ttl_s: float
+    ) -> bool:
+        """As claim: here first, then in Redis (atomically, by _TAKE_OVER)."""
+        if not self._local.take_over(key, owner, failed, in_progress_ttl_s):
+            return False
+        record = IdempotencyRecord(key, RecordStatus.IN_PROGRESS, owner)
+        expires = time.monotonic() + in_progress_ttl_s
+
+        def remote() -> bool:
+            args = [failed.owner or "", record.to_json(), _ms(in_progress_ttl_s)]
+            if self._take_over(keys=[self._records + key], args=args):
+                self._hold(key, owner, expires)
+                return True
+            return False
+
+        def away() -> bool:
+            # as for a claim: the SET may land when Redis resumes; undo it then, if still ours
+            self._miss(self._records + key, _Missed("if_owner", expires, owner=owner))
+            if self.health.wait:
+                self._local.release(key, owner)
+                raise SharedStoreUnavailable("Redis does not answer; the claim was not taken")
+            return True
+
+        taken = self._try(remote, away)
+        if not taken:
+            self._local.release(key, owner)
+        return taken
 
     def release(self, key: str, owner: str) -> None:
         self._local.release(key, owner)
@@ -469,6 +575,19 @@ class RedisStore(IdempotencyStore):
             if self.health.active() and not self.health.probe():
                 continue
             self._try(lambda: None, lambda: None)
+
+
+def _failed(
+    key: str, owner: str, code: str, message: str, event_ids: tuple[str, ...]
+) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        key, RecordStatus.FAILED, owner, code=code, message=message, event_ids=event_ids
+    )
+
+
+def _is_failure(current: IdempotencyRecord, failed: IdempotencyRecord) -> bool:
+    """`current` is still the terminal failure `failed` (owners are unique per attempt)."""
+    return current.status is RecordStatus.FAILED and current.owner == failed.owner
 
 
 def _ms(seconds: float) -> int:
