@@ -52,9 +52,7 @@ READ_TIMEOUT_S = "0.5"  # CAMS_TIMEOUT_S: a slow answer (1 s and more) is always
 FN_TIMEOUT = 2  # FC function timeout of each delivery: 1 s of binding, 1 s of reserve
 STORM_FN_TIMEOUT = 3  # the mixed storm: room for three backed-off retries inside one delivery
 MAX_ROUNDS = 10
-# Redis paused mid-batch: longer than one Redis call's 2-s give-up and the invocation's one
-# look at Redis after it (2 s more; the binds that met the outage wait for its answer)
-REDIS_PAUSE_S = 5.0
+REDIS_PAUSE_S = 3.0  # Redis paused mid-batch: longer than one Redis call's 2-s give-up
 REDIS_IDLE_S = 1  # redis-server `timeout` in the freeze batch: idle connections are closed
 REDIS_FREEZE_S = 1.5  # Redis frozen between two deliveries: past REDIS_IDLE_S when it resumes
 TERMINAL_CODES = (

@@ -95,7 +95,6 @@ class Binder:
         self._health = store_health  # Redis's health when REDIS_URL is set
         self._looked_lock = threading.Lock()
         self._looked_at = ""  # the last invocation that asked Redis during an outage
-        self._look_answered = False  # whether Redis answered it
 
     def bind(
         self, request: BindRequest, *, event_id: str, source: Source, inv: Invocation
@@ -227,7 +226,7 @@ class Binder:
             if self._health is None:
                 raise
             self._health.waited(f"{inv.request_id}/{waba_id}")
-            if self._looked(inv):
+            if self._first_look(inv) and self._health.probe():
                 with suppress(SharedStoreUnavailable):
                     return step()
             if not wait:
@@ -239,14 +238,18 @@ class Binder:
                     return step()
         raise SharedStoreUnavailable("Redis did not answer before the deadline")
 
-    def _looked(self, inv: Invocation) -> bool:
-        """Whether Redis answered `inv`'s one look during an outage. The first bind of `inv` to
-        meet the outage asks; the others wait for its answer (an instance thawed after a freeze
-        still holds the outage it last saw: every bind of the invocation then goes on)."""
-        with self._looked_lock:  # held while asking: bounded by the client's timeouts
-            if self._looked_at != inv.request_id and self._health is not None:
-                self._looked_at, self._look_answered = inv.request_id, self._health.probe()
-            return self._look_answered
+    def _first_look(self, inv: Invocation) -> bool:
+        """True for the first bind of `inv` to meet an outage (it asks Redis for all of them)."""
+        with self._looked_lock:
+            first, self._looked_at = self._looked_at != inv.request_id, inv.request_id
+        return first
+
+    def look_first(self, inv: Invocation) -> None:
+        """Before an invocation's binds run side by side: an instance that last saw Redis away
+        (FC may have frozen it since, for any time) asks Redis once now, as that invocation's
+        one look, so that no bind starts from the memory of an outage that may be over."""
+        if self._health is not None and self._health.active() and self._first_look(inv):
+            self._health.probe()
 
     def _call_with_retries(self, waba_id: str, inv: Invocation) -> Settled:
         """Exponential backoff, full jitter. No call is abandoned: one starts only when the
