@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from index import http_handler
-from tests.fixtures.handlers import signed_event
+from tests.fixtures.handlers import http_event, signed_event, signed_headers
 from wababind.cams import is_retryable
 from wababind_local.cams_simulator import DOCUMENTED_ERRORS, Fault
 
@@ -67,14 +67,25 @@ def test_http_200_with_success_false_is_failed_never_bound(wababind_env, context
     assert body["CustSpaceId"] is None
 
 
-def test_a_terminal_failure_is_remembered_briefly_without_a_second_call(wababind_env, context):
+def test_a_terminal_failure_answers_its_resend_without_a_call_and_a_new_request_calls_again(
+    wababind_env, context
+):
     wababind_env.set_fault(
         "2000000000000004", Fault.error("Product.Unsubscript", 400, "not subscribed")
     )
-    bind("2000000000000004", context)
-    status, _, body = bind("2000000000000004", context)
-    assert status == 502 and body["Code"] == "Product.Unsubscript" and body["Attempts"] == 0
+    text = json.dumps({"WabaId": "2000000000000004"})
+    first = http_event(text, signed_headers(text, msg_id="msg_terminal_1"))
+    resent = http_event(text, signed_headers(text, msg_id="msg_terminal_1"))
+    assert http_handler(first, context())["statusCode"] == 502
+    response = http_handler(resent, context())
+    body = json.loads(response["body"])
+    assert response["statusCode"] == 502 and body["Code"] == "Product.Unsubscript"
+    assert (body["Attempts"], body["EventId"]) == (0, "msg_terminal_1")
     assert wababind_env.count(waba_id="2000000000000004") == 1
+    # a new request (a new webhook-id: the WABA was fixed and sent again) calls CAMS again
+    status, _, body = bind("2000000000000004", context)
+    assert status == 502 and body["Attempts"] == 1
+    assert wababind_env.count(waba_id="2000000000000004") == 2
 
 
 RETRIED = [

@@ -786,6 +786,24 @@ def test_the_quota_is_a_strict_sliding_one_second_window():
         sim.stop()
 
 
+def test_an_idle_keep_alive_connection_is_closed_after_idle_timeout_s() -> None:
+    """As CAMS's gateway does: a client's pooled connection may be gone when it is reused."""
+    sim = CamsSimulator(qps=None, idle_timeout_s=0.3).start()
+    try:
+        host, port = urlsplit(sim.endpoint).hostname, urlsplit(sim.endpoint).port
+        conn = http.client.HTTPConnection(str(host), port, timeout=5)
+        conn.request("GET", "/_sim/calls")
+        conn.getresponse().read()
+        assert sim.idle_closed() == 0
+        assert conn.sock is not None
+        conn.sock.settimeout(5)
+        assert conn.sock.recv(1) == b"", "the server kept the idle connection open"
+        assert sim.idle_closed() == 1
+        conn.close()
+    finally:
+        sim.stop()
+
+
 # --- the after-bind steps (issue 18) ---------------------------------------------------------
 
 

@@ -1,11 +1,14 @@
 """Fault suite: CAMS 5xx and throttling storms, dropped connections, answers slower than the
-deadline, Redis paused (the 1,050-message run) and stopped and restarted mid-batch, a callback
-receiver that hangs.
+deadline, Redis paused (the 1,050-message run: mid-batch, and frozen between two deliveries to
+one instance while it closes that instance's idle connections) and stopped and restarted
+mid-batch, a callback receiver that hangs.
 
 Every batch is redelivered until it settles (the trigger's behaviour when the handler raises),
 often on a fresh instance, and checked on every delivery: each message gets exactly one outcome,
 every failure that may succeed later says `Retryable: true` and makes the handler raise, and in
-the end every message is bound (once) or failed for good.
+the end every message is bound (once) or failed for good. A message that failed for good is
+called once for its event id, however often its batch is redelivered; another message for the
+same WabaId (a new event id) is called once more.
 
 A "double bind" is a second OK answer from CAMS for a WabaId that wababind could have seen.
 The simulator binds a `slow` call when it arrives and answers late, after the read timeout: that
@@ -39,7 +42,7 @@ import pytest
 from index import mq_handler
 from tests.fixtures.handlers import outcome_lines
 from wababind.errors import RetryableBatchError
-from wababind.runtime import reset_runtime
+from wababind.runtime import get_runtime, reset_runtime
 from wababind_local.cams_simulator import DOCUMENTED_ERRORS, QUOTA_CODE, CamsSimulator, Fault
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,6 +53,8 @@ FN_TIMEOUT = 2  # FC function timeout of each delivery: 1 s of binding, 1 s of r
 STORM_FN_TIMEOUT = 3  # the mixed storm: room for three backed-off retries inside one delivery
 MAX_ROUNDS = 10
 REDIS_PAUSE_S = 3.0  # Redis paused mid-batch: longer than one Redis call's 2-s give-up
+REDIS_IDLE_S = 1  # redis-server `timeout` in the freeze batch: idle connections are closed
+REDIS_FREEZE_S = 1.5  # Redis frozen between two deliveries: past REDIS_IDLE_S when it resumes
 TERMINAL_CODES = (
     "Ram.PermissionDeny",
     "Product.Unsubscript",
@@ -94,6 +99,7 @@ class Plan:
     calls: int | None = None  # exact CAMS calls expected, when the fault makes it knowable
     abandoned: int = 0  # OK answers that came after wababind stopped waiting (slow faults)
     terminal: str | None = None  # the code it must fail with for good
+    event_ids: set[str] = field(default_factory=set)  # the messages that carried it
 
     @property
     def storm(self) -> bool:
@@ -109,9 +115,13 @@ class Message:
 
 
 def one_message_each(plans: list[Plan], prefix: str) -> list[Message]:
-    return [
+    messages = [
         Message(f"{prefix}-{i}", p, json.dumps({"WabaId": p.waba_id})) for i, p in enumerate(plans)
     ]
+    for message in messages:
+        assert message.plan is not None
+        message.plan.event_ids.add(message.event_id)
+    return messages
 
 
 @dataclass
@@ -242,7 +252,12 @@ def check_final(ledger: Ledger, messages: list[Message], last: Delivery) -> None
         ok_seen = sim.count(waba_id=waba_id, code="OK") - plan.abandoned
         calls = sim.count(waba_id=waba_id)
         if plan.terminal is not None:
-            assert (ok_seen, calls, bound_outcomes[waba_id]) == (0, 1, 0), plan
+            # one call per message (event id) that carried it, none for a redelivery
+            assert (ok_seen, calls, bound_outcomes[waba_id]) == (0, len(plan.event_ids), 0), plan
+            called = Counter(
+                r["EventId"] for r in ledger.records() if r["WabaId"] == waba_id and r["Attempts"]
+            )
+            assert called == Counter(plan.event_ids), f"{plan}; {trail(ledger, waba_id)}"
             continue
         assert ok_seen == 1, f"bound {ok_seen} times: {plan}; {trail(ledger, waba_id)}"
         assert bound_outcomes[waba_id] == 1, f"{plan}; {trail(ledger, waba_id)}"
@@ -379,6 +394,7 @@ def make_batch(
             new.append(plan)
         body = json.dumps({"WabaId": plan.waba_id, "Reference": event_id})
         messages.append(Message(event_id, plan, body))
+        plan.event_ids.add(event_id)
     return messages, new
 
 
@@ -403,6 +419,27 @@ class RedisPause(threading.Thread):
         self.redis_server.resume()
 
 
+def others(client: Any) -> int:
+    """Client connections Redis holds besides `client`'s own."""
+    own = str(client.client_id())
+    return sum(1 for c in client.client_list() if str(c["id"]) != own)
+
+
+def freeze_between_deliveries(redis_server: Any, client: Any) -> None:
+    """The freeze batch, between its first delivery and the redelivery to the same instance:
+    Redis is frozen (SIGSTOP) past its idle `timeout`, and on resuming closes every connection
+    the instance kept; the redelivery must reconnect, not see an outage or lose a write."""
+    assert others(client) > 0, "the instance keeps no connection to Redis"
+    redis_server.pause()
+    time.sleep(REDIS_FREEZE_S)
+    redis_server.resume()
+    for _ in range(300):  # bounded: 3 s for Redis's idle sweep
+        if others(client) == 0:
+            return
+        time.sleep(0.01)
+    raise AssertionError("Redis did not close the instance's idle connections")
+
+
 def test_a_mixed_fault_storm_over_a_thousand_messages_loses_nothing_and_binds_once(
     faults_env: CamsSimulator,
     redis_server: Any,
@@ -411,9 +448,13 @@ def test_a_mixed_fault_storm_over_a_thousand_messages_loses_nothing_and_binds_on
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Five batches of 210 messages with planned CAMS faults; in the middle of the third
-    batch's first delivery Redis pauses for a few seconds."""
+    batch's first delivery Redis pauses for a few seconds; the fourth batch is redelivered to
+    the same instance after Redis froze and closed its idle connections."""
+    import redis
+
     sim = faults_env
     monkeypatch.setenv("REDIS_URL", redis_server.url)
+    client = redis.Redis.from_url(redis_server.url)
     rng = random.Random(20261125)
     ledger = Ledger(sim)
     earlier: list[Plan] = []
@@ -426,6 +467,12 @@ def test_a_mixed_fault_storm_over_a_thousand_messages_loses_nothing_and_binds_on
                 sim.set_fault(plan.waba_id, plan.fault)
         batch = [queue_message(source, m.event_id, m.body) for m in messages]
         recover = functools.partial(clear_storms, sim, new)
+        frozen = number == 3
+        if frozen:
+            client.config_set("timeout", REDIS_IDLE_S)
+            recover = functools.partial(
+                lambda clear: (clear(), freeze_between_deliveries(redis_server, client)), recover
+            )
         chaos = RedisPause(redis_server, sim, after_calls=40) if number == 2 else None
         if chaos is not None:
             chaos.start()
@@ -436,19 +483,22 @@ def test_a_mixed_fault_storm_over_a_thousand_messages_loses_nothing_and_binds_on
                 batch,
                 context,
                 capsys,
+                fresh_instances=not frozen,
                 after_first=recover,
                 timeout=STORM_FN_TIMEOUT,
             )
         finally:
             if chaos is not None:
                 chaos.join(30)
-                redis_server.resume()
+            redis_server.resume()
+            client.config_set("timeout", 0)
         assert len(rounds) >= 2, "the storm should have forced at least one redelivery"
         if chaos is not None:
             assert chaos.paused_at is not None, "Redis was never paused"
             met = [r for d in rounds for r in d.records if r["Code"] == "SharedStoreUnavailable"]
             assert met and "Redis unreachable" in rounds[0].applog, "the pause reached no bind"
         check_final(ledger, messages, rounds[-1])
+        assert getattr(get_runtime().store, "unsynced", 0) == 0, "a write never reached Redis"
         check_redelivery_is_free(ledger, messages, batch, context, capsys)
         earlier += new
         total += len(messages)
@@ -458,6 +508,7 @@ def test_a_mixed_fault_storm_over_a_thousand_messages_loses_nothing_and_binds_on
     assert all(kinds[k] >= 10 for k in KIND_WEIGHTS), kinds
     codes = Counter(c.code for c in sim.calls())
     assert {"OK", "Dropped", "Garbage", "HTTP503", "Throttling.User"} <= set(codes), codes
+    client.close()
 
 
 # ---- one kind of storm for every WabaId at once -------------------------------------------

@@ -51,6 +51,7 @@ def _handle(event: bytes | str, context: Any, started: float) -> str:
             deliveries.extend(runtime.dispatcher.deliver(outcome, inv.credentials, inv.finish_by))
             return outcome
 
+    runtime.binder.look_first(inv)  # after a freeze, before the binds run side by side
     workers = max(1, min(runtime.workers, len(messages)))
     with ThreadPoolExecutor(workers, "bind") as pool:
         outcomes = list(pool.map(bind_one, messages))

@@ -30,7 +30,17 @@ from wababind.ratelimit import RateLimiter
 BACKOFF_BASE_S = 0.2
 BACKOFF_CAP_S = 5.0
 MIN_CALL_TIME_S = 0.1  # a wait for the store or a claim stops with less than this left
-FAILURE_MEMORY_S = 60.0  # a terminal failure is remembered briefly, so a retry storm stays cheap
+# A terminal failure is remembered as long as the trigger may redeliver its message: a batch
+# with any retryable failure is redelivered, with exponential decay retry (s.yaml), for up to
+# 1 day (MaximumEventAgeInSeconds 86400; EventBridge, "Retry policies and dead-letter queues":
+# https://www.alibabacloud.com/help/en/eventbridge/user-guide/retry-and-dead-letter), so each
+# redelivery of its terminal messages is answered without a call. The margin covers the last
+# retry interval (512 s) and the invocation that runs it. A new request (a new event id) for
+# the WabaId calls CAMS again: the operator fixed the WABA and sends it again.
+REDELIVERY_HORIZON_S = 86400.0
+FAILURE_MEMORY_MARGIN_S = 1800.0
+FAILURE_MEMORY_S = REDELIVERY_HORIZON_S + FAILURE_MEMORY_MARGIN_S
+MAX_REMEMBERED_EVENTS = 32  # event ids one FAILED record answers (copies of one WabaId)
 # A claim lives until its invocation's deadline + this: always past the end of the call it
 # covers (a call starts only when it can end by the deadline: _call_with_retries), and past
 # what CAMS may still be doing with an unanswered one, so no call is made beside it.
@@ -98,18 +108,22 @@ class Binder:
         self, request: BindRequest, *, event_id: str, source: Source, inv: Invocation
     ) -> Outcome:
         started = utcnow()
-        outcome = self._bind(request, inv)
+        outcome = self._bind(request, inv, event_id)
         outcome.event_id, outcome.source, outcome.started_at = event_id, source, started
         outcome.callback_url, outcome.lane = request.callback_url, inv.lane
         outcome.finished_at = utcnow()
         return outcome
 
-    def _bind(self, request: BindRequest, inv: Invocation) -> Outcome:
+    def _bind(self, request: BindRequest, inv: Invocation, event_id: str) -> Outcome:
         waba_id = request.waba_id
         owner = f"{inv.request_id}/{random.getrandbits(48):012x}"
+        replaced: list[IdempotencyRecord] = []  # a FAILED record this new request took over
         try:
             existing = self._shared(
-                lambda: self._claim_or_wait(waba_id, owner, inv), waba_id, inv, _waits(inv)
+                lambda: self._claim_or_wait(waba_id, owner, inv, event_id, replaced),
+                waba_id,
+                inv,
+                _waits(inv),
             )
         except SharedStoreUnavailable:
             return _failed(request, STORE_AWAY, 0)
@@ -118,10 +132,11 @@ class Binder:
             if self.after_bind is not None and existing.status is RecordStatus.COMPLETED:
                 self.after_bind.run(outcome, existing.after_bind, inv)  # the steps still due
             return outcome
+        earlier = replaced[-1] if replaced else None
         try:
             settled = self._call_with_retries(waba_id, inv)
         except BaseException:
-            self._store.release(waba_id, owner)
+            self._give_back(waba_id, owner, earlier)
             raise
         result, wait_ms = settled.result, settled.quota_wait_s * 1000
         if isinstance(result, Bound):
@@ -145,35 +160,75 @@ class Binder:
             return outcome
         if result.retryable:
             if not settled.ambiguous:  # ambiguous: the claim stays ours until it expires
-                self._store.release(waba_id, owner)
+                self._give_back(waba_id, owner, earlier)
         else:
+            met = (*(earlier.event_ids if earlier else ()), event_id)[-MAX_REMEMBERED_EVENTS:]
             self._store.fail(
-                waba_id, owner, code=result.code, message=result.message, ttl_s=FAILURE_MEMORY_S
+                waba_id,
+                owner,
+                code=result.code,
+                message=result.message,
+                ttl_s=FAILURE_MEMORY_S,
+                event_ids=met,
             )
         return _failed(request, result, settled.attempts, wait_ms, settled.ambiguous)
 
-    def _claim_or_wait(self, waba_id: str, owner: str, inv: Invocation) -> IdempotencyRecord | None:
+    def _give_back(self, waba_id: str, owner: str, earlier: IdempotencyRecord | None) -> None:
+        """End our claim without an answer: released, or, when we took it over from a terminal
+        failure, that failure put back, so its requests' redeliveries still get it."""
+        if earlier is None:
+            self._store.release(waba_id, owner)
+            return
+        self._store.fail(
+            waba_id,
+            owner,
+            code=earlier.code or "Failed",
+            message=earlier.message or "",
+            ttl_s=FAILURE_MEMORY_S,
+            event_ids=earlier.event_ids,
+        )
+
+    def _claim_or_wait(
+        self,
+        waba_id: str,
+        owner: str,
+        inv: Invocation,
+        event_id: str,
+        replaced: list[IdempotencyRecord],
+    ) -> IdempotencyRecord | None:
         """None: we hold the WabaId. Otherwise the record that decides the outcome.
 
         Two instances, same WabaId:
             A: claim ✓ ──── CAMS call ──── complete(CustSpaceId)
             B:   claim ✗ (IN_PROGRESS) ── poll … ── COMPLETED → duplicate, no second call
         If A dies, its claim expires at A's deadline + margin, and B (or a redelivery) claims it.
+        A FAILED record answers the requests that met it (their redeliveries); a new request
+        takes it over (appended to `replaced`) and calls again:
+            A: claim ✓ ── CAMS: terminal ── FAILED[A] ── A redelivered → FAILED, no call
+            B (new event id):                              take_over ✓ ── CAMS ── …
         """
         delay = POLL_START_S
         while True:
             record = self._store.claim(waba_id, owner, inv.remaining() + IN_PROGRESS_MARGIN_S)
-            if record is None or record.status is not RecordStatus.IN_PROGRESS:
-                return record
+            if record is None:
+                return None
             while record is not None and record.status is RecordStatus.IN_PROGRESS:
                 if inv.remaining() < delay + MIN_CALL_TIME_S:
                     return record
                 time.sleep(delay)
                 delay = min(delay * 2, POLL_CAP_S)
                 record = self._store.get(waba_id)
-            if record is not None:
+            if record is None:
+                continue  # released after a retryable failure, or expired: take it ourselves
+            if record.answers(event_id):
                 return record
-            # released after a retryable failure, or expired: try to take it ourselves
+            ttl = inv.remaining() + IN_PROGRESS_MARGIN_S
+            if self._store.take_over(waba_id, owner, record, ttl):
+                replaced.append(record)
+                return None
+            if inv.remaining() < MIN_CALL_TIME_S:  # another request is taking it over
+                return IdempotencyRecord(waba_id, RecordStatus.IN_PROGRESS)
+            # changed under us (another request took it over, or it expired): look again
 
     def _shared(self, step: Callable[[], T], waba_id: str, inv: Invocation, wait: bool) -> T:
         """`step`, which needs Redis. While Redis is away (ON_REDIS_OUTAGE=wait), each
@@ -202,6 +257,13 @@ class Binder:
         with self._looked_lock:
             first, self._looked_at = self._looked_at != inv.request_id, inv.request_id
         return first
+
+    def look_first(self, inv: Invocation) -> None:
+        """Before an invocation's binds run side by side: an instance that last saw Redis away
+        (FC may have frozen it since, for any time) asks Redis once now, as that invocation's
+        one look, so that no bind starts from the memory of an outage that may be over."""
+        if self._health is not None and self._health.active() and self._first_look(inv):
+            self._health.probe()
 
     def _call_with_retries(self, waba_id: str, inv: Invocation) -> Settled[Bound]:
         """The bind's ChatappBindWaba calls, on the bind's quota (`call_with_retries`)."""

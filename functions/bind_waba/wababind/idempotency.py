@@ -1,7 +1,9 @@
 """Each WabaId reaches CAMS once: records keyed by WabaId, in memory or shared on Redis.
 
 A record is IN_PROGRESS while one request (its `owner`) binds, then COMPLETED (kept for
-IDEMPOTENCY_TTL_S, carrying the CustSpaceId) or FAILED (a terminal failure, kept briefly).
+IDEMPOTENCY_TTL_S, carrying the CustSpaceId) or FAILED (a terminal failure, carrying the event
+ids of the requests that met it, kept for the trigger's redelivery horizon: a redelivery of
+one of them is answered from it; a new request takes the record over and calls again).
 A retryable failure releases the record, so a retry calls CAMS again. An IN_PROGRESS record
 expires on its own, so an instance that dies mid-bind blocks its WabaId only that long.
 
@@ -53,9 +55,20 @@ class IdempotencyRecord(NamedTuple):
     code: str | None = None
     message: str | None = None
     after_bind: str | None = None  # JSON: the after-bind steps' results (wababind.after_bind)
+    # FAILED: the event ids (trigger message id, webhook-id) whose request failed for good with
+    # this record, oldest first. Empty in a record an older version wrote: it answers everyone.
+    event_ids: tuple[str, ...] = ()
 
     def to_json(self) -> str:
         return json.dumps({**self._asdict(), "status": self.status.value}, separators=(",", ":"))
+
+    def answers(self, event_id: str) -> bool:
+        """Whether this record is the outcome of `event_id`'s request (a redelivery of it), not
+        only of an earlier request for the same WabaId: a FAILED record answers only the event
+        ids that met it (or everyone, when an older version wrote it without them)."""
+        if self.status is not RecordStatus.FAILED or not self.event_ids:
+            return True
+        return event_id in self.event_ids
 
     @classmethod
     def from_json(cls, text: str | bytes) -> IdempotencyRecord:
@@ -67,6 +80,10 @@ class IdempotencyRecord(NamedTuple):
         except ValueError:
             status = RecordStatus.IN_PROGRESS
         known = {name: doc[name] for name in cls._fields if name in doc}
+        ids = known.get("event_ids")
+        known["event_ids"] = (
+            tuple(i for i in ids if isinstance(i, str)) if isinstance(ids, list) else ()
+        )
         return cls(**{**known, "status": status})
 
 
@@ -91,8 +108,25 @@ class IdempotencyStore(ABC):
         True when every instance can see it now; False: kept, shared as soon as possible."""
 
     @abstractmethod
-    def fail(self, key: str, owner: str, *, code: str, message: str, ttl_s: float) -> None:
-        """A terminal failure, remembered for `ttl_s`, only if `owner` still holds the claim."""
+    def fail(
+        self,
+        key: str,
+        owner: str,
+        *,
+        code: str,
+        message: str,
+        ttl_s: float,
+        event_ids: tuple[str, ...] = (),
+    ) -> None:
+        """A terminal failure of the requests `event_ids`, remembered for `ttl_s`, only if
+        `owner` still holds the claim."""
+
+    @abstractmethod
+    def take_over(
+        self, key: str, owner: str, failed: IdempotencyRecord, in_progress_ttl_s: float
+    ) -> bool:
+        """Claim `key` for `owner` (a new request) in place of the FAILED record `failed`, if
+        that record (by its owner) or nothing is there now; False: something else is."""
 
     @abstractmethod
     def release(self, key: str, owner: str) -> None:
@@ -159,12 +193,33 @@ class InMemoryStore(IdempotencyStore):
             self._records[key] = (record, time.monotonic() + ttl_s)
         return True
 
-    def fail(self, key: str, owner: str, *, code: str, message: str, ttl_s: float) -> None:
-        record = IdempotencyRecord(key, RecordStatus.FAILED, owner, code=code, message=message)
+    def fail(
+        self,
+        key: str,
+        owner: str,
+        *,
+        code: str,
+        message: str,
+        ttl_s: float,
+        event_ids: tuple[str, ...] = (),
+    ) -> None:
+        record = _failed(key, owner, code, message, event_ids)
         with self._lock:
             now = time.monotonic()
             if self._owned(key, owner, now):
                 self._records[key] = (record, now + ttl_s)
+
+    def take_over(
+        self, key: str, owner: str, failed: IdempotencyRecord, in_progress_ttl_s: float
+    ) -> bool:
+        with self._lock:
+            now = time.monotonic()
+            current = self._live(key, now)
+            if current is not None and not _is_failure(current, failed):
+                return False
+            record = IdempotencyRecord(key, RecordStatus.IN_PROGRESS, owner)
+            self._records[key] = (record, now + in_progress_ttl_s)
+            return True
 
     def release(self, key: str, owner: str) -> None:
         with self._lock:
@@ -220,6 +275,18 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl <= 0 then return 0 end
 record['after_bind'] = ARGV[1]
 redis.call('SET', KEYS[1], cjson.encode(record), 'PX', ttl)
+return 1
+"""
+
+# KEYS[1] = record; ARGV = the FAILED record's owner, new value, ttl ms. A new request takes
+# the WabaId over from a terminal failure only if that failure (or nothing) is still there.
+_TAKE_OVER = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local record = cjson.decode(current)
+  if record['status'] ~= 'FAILED' or record['owner'] ~= ARGV[1] then return 0 end
+end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 return 1
 """
 
@@ -285,6 +352,7 @@ class RedisStore(IdempotencyStore):
         self._records = prefix + "idem:"
         self._if_owner = client.register_script(_IF_OWNER)
         self._set_steps = client.register_script(_SET_STEPS)
+        self._take_over = client.register_script(_TAKE_OVER)
         self._local = InMemoryStore()
         self.health = health or RedisHealth(
             "idempotency", on_outage=on_outage, ping=getattr(client, "ping", None)
@@ -360,9 +428,18 @@ class RedisStore(IdempotencyStore):
             lambda: self._client.set(self._records + key, missed.value, px=_ms(ttl_s)),
         )
 
-    def fail(self, key: str, owner: str, *, code: str, message: str, ttl_s: float) -> None:
-        record = IdempotencyRecord(key, RecordStatus.FAILED, owner, code=code, message=message)
-        self._local.fail(key, owner, code=code, message=message, ttl_s=ttl_s)
+    def fail(
+        self,
+        key: str,
+        owner: str,
+        *,
+        code: str,
+        message: str,
+        ttl_s: float,
+        event_ids: tuple[str, ...] = (),
+    ) -> None:
+        record = _failed(key, owner, code, message, event_ids)
+        self._local.fail(key, owner, code=code, message=message, ttl_s=ttl_s, event_ids=event_ids)
         missed = _Missed("if_owner", time.monotonic() + ttl_s, record.to_json(), owner)
         self._write(
             "fail",
@@ -372,6 +449,35 @@ class RedisStore(IdempotencyStore):
                 keys=[self._records + key], args=[owner, missed.value, _ms(ttl_s)]
             ),
         )
+
+    def take_over(
+        self, key: str, owner: str, failed: IdempotencyRecord, in_progress_ttl_s: float
+    ) -> bool:
+        """As claim: here first, then in Redis (atomically, by _TAKE_OVER)."""
+        if not self._local.take_over(key, owner, failed, in_progress_ttl_s):
+            return False
+        record = IdempotencyRecord(key, RecordStatus.IN_PROGRESS, owner)
+        expires = time.monotonic() + in_progress_ttl_s
+
+        def remote() -> bool:
+            args = [failed.owner or "", record.to_json(), _ms(in_progress_ttl_s)]
+            if self._take_over(keys=[self._records + key], args=args):
+                self._hold(key, owner, expires)
+                return True
+            return False
+
+        taken = self._call("take_over", remote)
+        if isinstance(taken, RedisProblem):  # as for a claim
+            if taken.away:
+                if taken.code is None:  # no answer: the SET may still land; undo it then
+                    self._miss(self._records + key, _Missed("if_owner", expires, owner=owner))
+                if not self.health.wait:
+                    return True  # ON_REDIS_OUTAGE=local: this instance's memory decides
+            self._local.release(key, owner)
+            raise SharedStoreUnavailable(f"{taken.message}; the claim was not taken")
+        if not taken:
+            self._local.release(key, owner)
+        return taken
 
     def release(self, key: str, owner: str) -> None:
         self._local.release(key, owner)
@@ -531,16 +637,35 @@ class RedisStore(IdempotencyStore):
         self.health.refused(problem, "replay")
 
     def _sync_in_background(self) -> None:
-        """Until Redis has what it missed: an idle instance replays it as soon as Redis is back."""
+        """Until Redis has what it missed: an idle instance replays it as soon as Redis is back.
+
+        Quietly: FC freezes this thread between invocations, and woken by a thaw it is the
+        first to meet the connections Redis closed meanwhile; a failure here never declares
+        an outage (the invocation's own calls and its one look decide that), a success ends it.
+        """
         give_up = time.monotonic() + SYNC_GIVE_UP_S
         while self._out_of_sync and time.monotonic() < give_up:
             time.sleep(SYNC_EVERY_S)
-            if self.health.active() and not self.health.probe():
-                continue
-            self._call("replay", lambda: None, writes=self._out_of_sync)
+            with suppress(Exception):  # still away, or a connection the freeze left dead
+                self._client.ping()
+                self._sync()
+                self.health.succeeded()  # only a replay with writes runs here
 
 
 PAUSED = RedisProblem("away", None, "Paused", "Redis failed moments ago: not asked again yet", True)
+
+
+def _failed(
+    key: str, owner: str, code: str, message: str, event_ids: tuple[str, ...]
+) -> IdempotencyRecord:
+    return IdempotencyRecord(
+        key, RecordStatus.FAILED, owner, code=code, message=message, event_ids=event_ids
+    )
+
+
+def _is_failure(current: IdempotencyRecord, failed: IdempotencyRecord) -> bool:
+    """`current` is still the terminal failure `failed` (owners are unique per attempt)."""
+    return current.status is RecordStatus.FAILED and current.owner == failed.owner
 
 
 def _ms(seconds: float) -> int:

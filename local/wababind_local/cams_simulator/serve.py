@@ -26,6 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         "--jitter-ms", type=float, default=0.0, help="gateway delay before the quota counts"
     )
     parser.add_argument("--demo-faults", action="store_true", help="the demo's fault WabaIds")
+    parser.add_argument(
+        "--idle-timeout-s", type=float, default=None, help="close idle keep-alive connections"
+    )
     args = parser.parse_args(argv)
 
     stop = threading.Event()
@@ -42,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         demo_faults=args.demo_faults,
         host=args.host,
         port=args.port,
+        idle_timeout_s=args.idle_timeout_s,
     )
     try:
         sim.start()

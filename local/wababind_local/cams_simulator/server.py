@@ -42,6 +42,10 @@ class _Server(ThreadingHTTPServer):
     # dropped SYNs came back after Linux's 1-s retransmit, as no real CAMS endpoint behaves
     request_queue_size = 128
     sim: Backend
+    # A keep-alive connection idle this long is closed by the server, as CAMS's gateway (and
+    # any HTTP server) closes idle connections; clients must then reconnect, not fail.
+    idle_timeout_s: float = 120.0
+    idle_closed = 0  # keep-alive connections closed for idling
 
     def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
         self._open: set[socket.socket] = set()
@@ -77,8 +81,19 @@ class _Handler(BaseHTTPRequestHandler):
     sys_version = ""
     server: _Server
 
+    def setup(self) -> None:
+        super().setup()
+        self.connection.settimeout(self.server.idle_timeout_s)  # idle keep-alive ends then
+
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: the tests and the CLI print what matters."""
+
+    def log_error(self, format: str, *args: Any) -> None:
+        """Silent too; counts the idle connections closed (http.server logs each one as a
+        "Request timed out" when the socket's timeout ends the wait for the next request)."""
+        if format.startswith("Request timed out"):
+            with self.server._open_lock:
+                self.server.idle_closed += 1
 
     def do_GET(self) -> None:
         self._dispatch()

@@ -122,7 +122,9 @@ class CamsSimulator:
         *,
         latency_ms: float | None = None,
         clock: Callable[[], float] = time.monotonic,
+        idle_timeout_s: float | None = None,
     ) -> None:
+        """`idle_timeout_s`: close a keep-alive connection idle that long (default 120 s)."""
         self._keys = {k.access_key_id: k for k in keys}
         self._tokens = {k.security_token: k for k in self._keys.values() if k.security_token}
         if latency_ms is not None:
@@ -132,6 +134,7 @@ class CamsSimulator:
         self._host = host
         self._port = port
         self._clock = clock
+        self._idle_timeout_s = idle_timeout_s
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server: _Server | None = None
@@ -159,6 +162,8 @@ class CamsSimulator:
         self._stopping.clear()
         server = _Server((self._host, self._port), _Handler)
         server.sim = self
+        if self._idle_timeout_s is not None:
+            server.idle_timeout_s = self._idle_timeout_s
         self._port = int(server.server_address[1])
         self._server = server
         self._thread = threading.Thread(
@@ -166,6 +171,10 @@ class CamsSimulator:
         )
         self._thread.start()
         return self
+
+    def idle_closed(self) -> int:
+        """Keep-alive connections closed because they idled past `idle_timeout_s`."""
+        return self._server.idle_closed if self._server is not None else 0
 
     def stop(self) -> None:
         """Stop serving and cut the open keep-alive connections."""
