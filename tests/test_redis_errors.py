@@ -317,6 +317,7 @@ def test_a_refusal_is_logged_with_its_code_binds_nothing_and_the_retry_binds_onc
     wababind_env: Any,
     context: Any,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sim, refusal = wababind_env, REFUSALS[case]
     server = servers[refusal.server]
@@ -328,12 +329,32 @@ def test_a_refusal_is_logged_with_its_code_binds_nothing_and_the_retry_binds_onc
     refusal.break_it(admin, waba_id)
     refusal.break_it(admin, bulk_id)
 
+    tries = {"claim": 0, "quota decision": 0}  # how often the webhook's bind asked Redis
+    claim, decide = RedisStore.claim, RedisRateLimiter.decide
+
+    def counted(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+        def asking(*args: Any, **kwargs: Any) -> Any:
+            tries[name] += 1
+            return method(*args, **kwargs)
+
+        return asking
+
+    monkeypatch.setattr(RedisStore, "claim", counted("claim", claim))
+    monkeypatch.setattr(RedisRateLimiter, "decide", counted("quota decision", decide))
     body = {"WabaId": waba_id}
     response = http_handler(signed_event(body, msg_id=f"msg_{case}"), context(timeout=4))
+    monkeypatch.setattr(RedisStore, "claim", claim)
+    monkeypatch.setattr(RedisRateLimiter, "decide", decide)
     raised, _ = deliver([rocketmq(f"bulk-{case}", bulk_id)], context, timeout=4)
     assert raised
     captured = capsys.readouterr()
     retryable_without_a_call(response, captured.out, sim)
+    message = json.loads(response["body"])["Message"]
+    assert "refused" in message and refusal.code in message  # said as what it is
+    if refusal.code == "OOM":  # memory frees as records expire: the person's bind waits
+        assert tries[refusal.operation] > 1
+    else:  # an operator must act: the bind answers at once, without asking again
+        assert tries[refusal.operation] == 1
     said = refusals(captured.err)
     assert said and set(said) == {("ERROR", refusal.code, refusal.operation)}, said
     assert outage_lines(captured.err)[0] == []  # not "Redis unreachable"

@@ -125,8 +125,8 @@ class Binder:
                 inv,
                 _waits(inv),
             )
-        except SharedStoreUnavailable:
-            return _failed(request, STORE_AWAY, 0)
+        except SharedStoreUnavailable as exc:
+            return _failed(request, _store_error(exc), 0)
         if existing is not None:
             outcome = _from_record(request, existing)
             if self.after_bind is not None and existing.status is RecordStatus.COMPLETED:
@@ -233,24 +233,32 @@ class Binder:
     def _shared(self, step: Callable[[], T], waba_id: str, inv: Invocation, wait: bool) -> T:
         """`step`, which needs Redis. While Redis is away (ON_REDIS_OUTAGE=wait), each
         invocation asks it once more (it may be back: the trigger redelivered later); then a
-        bind that may `wait` asks again every STORE_PROBE_S until its deadline, others end."""
+        bind that may `wait` asks again every STORE_PROBE_S until its deadline, others end.
+        A lasting refusal (WRONGTYPE, a password: an operator must act) ends it at once."""
         try:
             return step()
-        except SharedStoreUnavailable:
-            if self._health is None:
+        except SharedStoreUnavailable as exc:
+            if self._health is None or exc.lasting:
                 raise
-            self._health.waited(f"{inv.request_id}/{waba_id}")
-            if self._first_look(inv) and self._health.probe():
-                with suppress(SharedStoreUnavailable):
-                    return step()
-            if not wait:
-                raise
+            last = exc
+        self._health.waited(f"{inv.request_id}/{waba_id}")
+        if self._first_look(inv) and self._health.probe():
+            answer = _ask(step)
+            if not isinstance(answer, SharedStoreUnavailable):
+                return answer
+            last = answer
+        if not wait:
+            raise last
         while inv.remaining() > STORE_PROBE_S + STORE_CALL_S + MIN_CALL_TIME_S:
             time.sleep(STORE_PROBE_S)
             if self._health.probe():
-                with suppress(SharedStoreUnavailable):
-                    return step()
-        raise SharedStoreUnavailable("Redis did not answer before the deadline")
+                answer = _ask(step)
+                if not isinstance(answer, SharedStoreUnavailable):
+                    return answer
+                last = answer
+        raise SharedStoreUnavailable(
+            "Redis gave no answer to use before the deadline", last.problem
+        )
 
     def _first_look(self, inv: Invocation) -> bool:
         """True for the first bind of `inv` to meet an outage (it asks Redis for all of them)."""
@@ -305,8 +313,8 @@ class Binder:
                 slot = self._shared(
                     lambda: limiter.acquire(inv.lane, last_start), waba_id, inv, _waits(inv)
                 )
-            except SharedStoreUnavailable:
-                slot, last = None, STORE_AWAY  # no slot without the shared limiter: no call
+            except SharedStoreUnavailable as exc:
+                slot, last = None, _store_error(exc)  # no slot, no shared limiter: no call
             waited += time.monotonic() - asked
             if slot is None or time.monotonic() > last_start:
                 break
@@ -333,6 +341,29 @@ class Binder:
                 break
             time.sleep(pause)
         return Settled(last, attempts, waited, ambiguous)
+
+
+def _ask(step: Callable[[], T]) -> T | SharedStoreUnavailable:
+    """`step()`, or the problem it met that may pass (a lasting refusal goes on up)."""
+    try:
+        return step()
+    except SharedStoreUnavailable as exc:
+        if exc.lasting:
+            raise
+        return exc
+
+
+def _store_error(exc: SharedStoreUnavailable) -> BindError:
+    """What the outcome says when Redis gave no answer to use: away, or refused with its code."""
+    problem = exc.problem
+    if problem is None or problem.away:
+        return STORE_AWAY
+    return BindError(
+        SHARED_STORE_UNAVAILABLE,
+        f"the shared store (Redis) refused: {problem.message} ({problem.code or problem.error}); "
+        "nothing was sent: retry later",
+        True,
+    )
 
 
 def _waits(inv: Invocation) -> bool:

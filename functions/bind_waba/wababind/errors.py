@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from wababind.redis_errors import RedisProblem
 
 
 class BindError(NamedTuple):
@@ -42,8 +45,19 @@ class EventFormatError(WababindError):
 
 
 class SharedStoreUnavailable(WababindError):
-    """REDIS_URL is set, Redis does not answer and ON_REDIS_OUTAGE=wait: nothing may bind on
-    this instance's memory alone. Raised by the shared limiter and idempotency store."""
+    """REDIS_URL is set and Redis does not answer (ON_REDIS_OUTAGE=wait) or refuses: nothing may
+    bind on this instance's memory alone. Raised by the shared limiter and idempotency store,
+    with Redis's `problem` (wababind.redis_errors) where there is one."""
+
+    def __init__(self, message: str, problem: RedisProblem | None = None):
+        super().__init__(message)
+        self.problem = problem
+
+    @property
+    def lasting(self) -> bool:
+        """Redis refused with an error no wait mends (WRONGTYPE, a password, a script error):
+        an operator must act, so a bind does not wait for it."""
+        return self.problem is not None and not self.problem.away and not self.problem.retryable
 
 
 class RetryableBatchError(WababindError):

@@ -399,7 +399,7 @@ class RedisStore(IdempotencyStore):
                     return None  # ON_REDIS_OUTAGE=local: this instance's memory decides
             # Refused (OOM, WRONGTYPE…): Redis is there and holds records; memory never decides
             self._local.release(key, owner)
-            raise SharedStoreUnavailable(f"{holder.message}; the claim was not taken")
+            raise SharedStoreUnavailable(f"{holder.message}; the claim was not taken", holder)
         if holder is not None:
             self._local.release(key, owner)
         return holder
@@ -474,7 +474,7 @@ class RedisStore(IdempotencyStore):
                 if not self.health.wait:
                     return True  # ON_REDIS_OUTAGE=local: this instance's memory decides
             self._local.release(key, owner)
-            raise SharedStoreUnavailable(f"{taken.message}; the claim was not taken")
+            raise SharedStoreUnavailable(f"{taken.message}; the claim was not taken", taken)
         if not taken:
             self._local.release(key, owner)
         return taken
@@ -498,7 +498,7 @@ class RedisStore(IdempotencyStore):
         if isinstance(shared, RedisProblem):
             known = self._local.get(key)  # this instance's own claim or completion still counts
             if known is None and (self.health.wait or not shared.away):
-                raise SharedStoreUnavailable(f"{shared.message}; the record is unknown")
+                raise SharedStoreUnavailable(f"{shared.message}; the record is unknown", shared)
             return known
         return shared if shared is not None else self._local.get(key)
 
@@ -517,7 +517,7 @@ class RedisStore(IdempotencyStore):
         """Give Redis what it missed now; raises SharedStoreUnavailable until it takes it."""
         answer = self._call("replay", lambda: None, now=True, writes=self._out_of_sync)
         if isinstance(answer, RedisProblem):
-            raise SharedStoreUnavailable(f"{answer.message}; writes kept for later")
+            raise SharedStoreUnavailable(f"{answer.message}; writes kept for later", answer)
 
     def flush_pending(self) -> int:
         """One bounded try (the client's timeouts), only with writes pending and Redis not in

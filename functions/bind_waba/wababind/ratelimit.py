@@ -526,7 +526,7 @@ class RedisRateLimiter(RateLimiter):
                 return
         else:
             self.health.refused(problem, operation)
-        raise SharedStoreUnavailable(f"{problem.message}; the shared quota is unknown")
+        raise SharedStoreUnavailable(f"{problem.message}; the shared quota is unknown", problem)
 
     def decide(self, lane: Lane, ticket: float, deadline: float) -> Decision | None:
         """On Redis's clock; in "local" fallback, on the fallback's (this process's) clock."""
