@@ -684,13 +684,16 @@ def callback_worker() -> None:
         for i in range(job["size"])
     ]
     context = FakeContext(function=FakeFunction(timeout=job["timeout"]))
-    print("START", flush=True)
+    # whole lines, as the sinks write theirs: a print() is two writes, and a sink thread's line
+    # could land between them
+    from wababind.sinks.log import write_line
+
+    write_line("START")
     try:
         summary = json.loads(mq_handler(json.dumps(batch).encode(), context))
-        print("RETURNED " + json.dumps({k: v for k, v in summary.items() if k != "Outcomes"}))
+        write_line("RETURNED " + json.dumps({k: v for k, v in summary.items() if k != "Outcomes"}))
     except RetryableBatchError:
-        print("RAISED")
-    sys.stdout.flush()
+        write_line("RAISED")
 
 
 @pytest.mark.parametrize("sinks", ["callback", "log,callback"])

@@ -28,11 +28,15 @@ class Delivery:
         self._settled = False
         self._lock = threading.Lock()
 
-    def settle(self) -> bool:
-        """True for the first caller only: the undelivered line is written at most once."""
+    def settle(self, undelivered: str | None = None) -> None:
+        """The first caller settles it: delivered (None), or undelivered for that reason, whose
+        line is written under the lock, so that once the handler's `settle` has passed every
+        delivery, every line is on the log (FC may freeze the instance the moment it returns).
+        """
         with self._lock:
             first, self._settled = not self._settled, True
-            return first
+            if first and undelivered is not None:
+                log_undelivered(self.outcome, self.sink, undelivered)
 
 
 class Dispatcher:
@@ -97,9 +101,9 @@ class Dispatcher:
 
         futures = [d.future for d in deliveries if d.future is not None]
         wait(futures, timeout=max(0.0, deadline - time.monotonic()))
-        for delivery in deliveries:
-            if delivery.future is not None and not delivery.future.done() and delivery.settle():
-                log_undelivered(delivery.outcome, delivery.sink, TOO_LATE)
+        for delivery in deliveries:  # a sender still writing its own line is waited for
+            if delivery.future is not None and not delivery.future.done():
+                delivery.settle(TOO_LATE)
 
 
 def _send(
@@ -108,11 +112,9 @@ def _send(
     try:
         sink.send(delivery.outcome, credentials, deadline)
     except SinkError as exc:
-        if delivery.settle():
-            log_undelivered(delivery.outcome, delivery.sink, exc.reason)
+        delivery.settle(exc.reason)
         return
     except Exception as exc:  # a sink bug must not lose the outcome
-        if delivery.settle():
-            log_undelivered(delivery.outcome, delivery.sink, f"unexpected {type(exc).__name__}")
+        delivery.settle(f"unexpected {type(exc).__name__}")
         return
     delivery.settle()
