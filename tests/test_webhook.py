@@ -254,6 +254,9 @@ def _variant(change: str) -> tuple[dict[str, str], str]:
         "v1 after a bad v1": {"webhook-signature": "v1,AAAA " + good},
         "bad base64 first": {"webhook-signature": "v1,A " + good},
         "only v2": {"webhook-signature": good.replace("v1,", "v2,")},
+        "noise in the base64": {"webhook-signature": good[:10] + "!" + good[10:]},
+        "not ASCII": {"webhook-signature": "v1,\u00e9 " + good},
+        "a lone surrogate": {"webhook-signature": "v1,\ud800 " + good},
         "other id": {"webhook-id": "msg_other"},
     }
     return {**headers, **changes[change]}, body
@@ -273,6 +276,9 @@ VERIFY_CASES = [
     "v1 after a bad v1",
     "bad base64 first",
     "only v2",
+    "noise in the base64",
+    "not ASCII",
+    "a lone surrogate",
     "other id",
 ]
 
