@@ -146,6 +146,7 @@ def _raw_body(request: HttpTriggerEvent) -> bytes | str:
     its bytes would only be decoded back into the same text)."""
     if len(request.body) > MAX_BODY * 4 // 3 + 4:
         raise _too_large()
+    raw: bytes | str
     if request.is_base64_encoded:
         try:
             raw = base64.b64decode(request.body, validate=True)
