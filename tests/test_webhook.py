@@ -208,3 +208,86 @@ def test_header_names_are_case_insensitive(wababind_env, context):
     assert (
         call(http_event(text, {**headers, "CONTENT-TYPE": "application/json"}), context)[0] == 200
     )
+
+
+def _library_answer(headers: dict[str, str], body: str) -> str:
+    from standardwebhooks import Webhook
+
+    from tests.fixtures.handlers import WEBHOOK_SECRET
+
+    try:
+        Webhook(WEBHOOK_SECRET).verify(body, headers, json_parse=False)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def _our_answer(headers: dict[str, str], body: str) -> str:
+    from tests.fixtures.handlers import WEBHOOK_SECRET
+    from wababind.webhook import _verify
+
+    entries = [e for e in headers["webhook-signature"].split(" ") if e.count(",") == 1]
+    try:
+        _verify(WEBHOOK_SECRET, body, headers, entries)
+    except Exception as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return "ok"
+
+
+def _variant(change: str) -> tuple[dict[str, str], str]:
+    """A signed request's headers and body, then one thing about them changed."""
+    body = '{"WabaId":"1"}'
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    headers = signed_headers(body, msg_id="msg_same", when=now)
+    stamp, good = headers["webhook-timestamp"], headers["webhook-signature"]
+    changes = {
+        "as signed": {},
+        "leading zeros": {"webhook-timestamp": "000" + stamp},
+        "a fraction": {"webhook-timestamp": stamp + ".4"},
+        "a plus sign": {"webhook-timestamp": "+" + stamp},
+        "spaces": {"webhook-timestamp": f" {stamp} "},
+        "not a number": {"webhook-timestamp": "soon"},
+        "too large": {"webhook-timestamp": "9" * 30},
+        "6 min old": {"webhook-timestamp": str(int(stamp) - 360)},
+        "6 min ahead": {"webhook-timestamp": str(int(stamp) + 360)},
+        "v2 before v1": {"webhook-signature": "v2,AAAA " + good},
+        "v1 after a bad v1": {"webhook-signature": "v1,AAAA " + good},
+        "bad base64 first": {"webhook-signature": "v1,A " + good},
+        "only v2": {"webhook-signature": good.replace("v1,", "v2,")},
+        "noise in the base64": {"webhook-signature": good[:10] + "!" + good[10:]},
+        "not ASCII": {"webhook-signature": "v1,\u00e9 " + good},
+        "a lone surrogate": {"webhook-signature": "v1,\ud800 " + good},
+        "other id": {"webhook-id": "msg_other"},
+    }
+    return {**headers, **changes[change]}, body
+
+
+VERIFY_CASES = [
+    "as signed",
+    "leading zeros",
+    "a fraction",
+    "a plus sign",
+    "spaces",
+    "not a number",
+    "too large",
+    "6 min old",
+    "6 min ahead",
+    "v2 before v1",
+    "v1 after a bad v1",
+    "bad base64 first",
+    "only v2",
+    "noise in the base64",
+    "not ASCII",
+    "a lone surrogate",
+    "other id",
+]
+
+
+@pytest.mark.parametrize("change", VERIFY_CASES)
+def test_signature_check_answers_as_the_standard_webhooks_library(change):
+    """The webhook's own check (one HMAC for the usual request) and `Webhook.verify` agree on
+    every variant: accepted, or the same error with the same message."""
+    headers, body = _variant(change)
+    assert _our_answer(headers, body) == _library_answer(headers, body)
+    if change == "as signed":
+        assert _our_answer(headers, body) == "ok"

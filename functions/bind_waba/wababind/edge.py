@@ -59,7 +59,10 @@ class Edge:
         """Build the class's schema: the fields (unknown keys ignored), `adjust`ed, the instance."""
 
         def build(values: dict[str, Any]) -> Any:
-            return cls(**(adjust(values) if adjust is not None else values))
+            # The schema filled every field: no keyword round trip through __init__.
+            made = object.__new__(cls)
+            made.__dict__.update(adjust(values) if adjust is not None else values)
+            return made
 
         cls.model_fields = {
             name: str(spec.get("validation_alias") or name) for name, spec in fields.items()
@@ -70,8 +73,7 @@ class Edge:
         cls._validator = SchemaValidator(cls.schema)
 
     def __init__(self, **values: Any) -> None:
-        for name, value in values.items():
-            object.__setattr__(self, name, value)
+        self.__dict__.update(values)  # frozen: __setattr__ refuses, the dict is written directly
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")

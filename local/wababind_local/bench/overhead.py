@@ -9,7 +9,11 @@ The webhook is timed as FC delivers it: signed with WEBHOOK_SECRET (the sender s
 the clock starts), verified by the handler, and recorded by the log sink into a real file (a
 write and a flush per line, as on FC's stdout). An in-memory stdout made the log line free and
 an unsigned event skipped the verification: the bench said 1.11x where the issue measured
-1.24-1.29x the signed, recorded way.
+1.24-1.29x the signed, recorded way. The bare call is timed as its caller uses it: the
+CommonRequest built, the call made, and the answer's JSON read for its CustSpaceId (the
+webhook's outcome carries it; a bare call that dropped the answer left that work out).
+
+Standalone: `python -m wababind_local.bench.overhead [pairs] [runs]` prints each run's ratio.
 """
 
 from __future__ import annotations
@@ -113,7 +117,10 @@ def measure_overhead(pairs: int, prefix: str) -> Overhead:
             request.set_method("POST")
             request.set_accept_format("JSON")
             request.add_query_param("WabaId", waba_id)
-            bare_client.do_action_with_exception(request)
+            # A caller reads the answer: the webhook's outcome carries CAMS's CustSpaceId.
+            answer = json.loads(bare_client.do_action_with_exception(request))
+            if not answer["Data"]["CustSpaceId"]:
+                raise RuntimeError("the bare call bound nothing")
 
         context = FCContext(
             function=FunctionMeta("bind-waba-http", "index.http_handler", 512, 30),
@@ -159,3 +166,25 @@ def measure_overhead(pairs: int, prefix: str) -> Overhead:
     if refused:  # a refused webhook costs less than a bind: the ratio would flatter us
         raise RuntimeError(f"{len(refused)} webhook binds answered {refused[0]}, not 200")
     return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`pairs` (default 200) alternating calls per run, `runs` (default 1) runs in a row."""
+    import sys
+
+    args = sys.argv[1:] if argv is None else argv
+    pairs = int(args[0]) if args else 200
+    runs = int(args[1]) if len(args) > 1 else 1
+    for run in range(runs):
+        got = measure_overhead(pairs, f"9{run % 10}")
+        print(
+            f"run {run + 1}: CPU {got.cpu_ratio:.3f}x (webhook "
+            f"{percentile(got.webhook_cpu_s, 50) * 1e3:.3f} ms, bare "
+            f"{percentile(got.bare_cpu_s, 50) * 1e3:.3f} ms), wall {got.wall_ratio:.3f}x",
+            flush=True,
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
