@@ -17,6 +17,7 @@ import pytest
 
 from index import http_handler, mq_handler
 from tests.fixtures.handlers import OUTCOME_FIELDS, signed_event
+from tests.test_duplicates import rocketmq
 from wababind.errors import RetryableBatchError
 from wababind.runtime import reset_runtime
 from wababind_local.cams_simulator import (
@@ -217,21 +218,6 @@ summary = mq_handler(json.dumps(batch).encode(), FakeContext(function=FakeFuncti
 print(json.dumps({action: book.sent for action, book in books.items()}))
 print(summary)
 """
-
-
-def rocketmq(event_id: str, waba_id: str) -> dict[str, Any]:
-    return {
-        "id": f"ce-{event_id}",
-        "source": "RocketMQ-bind-waba",
-        "specversion": "1.0",
-        "type": "mq:Topic:SendMessage",
-        "data": {
-            "topic": "waba-bind",
-            "systemProperties": {"UNIQ_KEY": event_id, "KEYS": waba_id},
-            "userProperties": {},
-            "body": json.dumps({"WabaId": waba_id}),
-        },
-    }
 
 
 def test_each_operation_keeps_its_own_quota_across_processes_on_one_redis(

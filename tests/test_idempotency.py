@@ -5,28 +5,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from wababind.errors import SharedStoreUnavailable
 from wababind.idempotency import (
     IdempotencyRecord,
-    IdempotencyStore,
     InMemoryStore,
     RecordStatus,
     RedisStore,
     make_store,
 )
 from wababind.ratelimit import redis_client
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[IdempotencyStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        yield RedisStore(redis_client(request.getfixturevalue("redis_url")))
 
 
 def test_the_first_claim_wins_and_later_ones_see_it_in_progress(store):

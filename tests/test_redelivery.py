@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,38 +19,20 @@ import redis
 
 from index import mq_handler
 from tests.fixtures.handlers import outcome_lines
+from tests.test_duplicates import rocketmq
 from wababind.binder import FAILURE_MEMORY_S, REDELIVERY_HORIZON_S
 from wababind.errors import RetryableBatchError
 from wababind.idempotency import (
     IdempotencyRecord,
     IdempotencyStore,
-    InMemoryStore,
     RecordStatus,
-    RedisStore,
 )
-from wababind.ratelimit import redis_client
 from wababind.runtime import get_runtime, reset_runtime
 from wababind_local.cams_simulator import DOCUMENTED_ERRORS, Fault
 
 TERMINAL = "Product.Unsubscript"
 REDELIVERIES = 5
 FN_TIMEOUT = 3
-
-
-def message(event_id: str, waba_id: str) -> dict[str, Any]:
-    """One RocketMQ CloudEvent from EventBridge; its EventId is `event_id` on every delivery."""
-    return {
-        "specversion": "1.0",
-        "id": f"ce-{event_id}",
-        "source": "rocketmq-bind-waba",
-        "type": "mq:Topic:SendMessage",
-        "data": {
-            "topic": "waba-bind",
-            "systemProperties": {"UNIQ_KEY": event_id},
-            "userProperties": {},
-            "body": json.dumps({"WabaId": waba_id}),
-        },
-    }
 
 
 class Trigger:
@@ -105,7 +86,7 @@ def test_a_redelivered_batch_calls_cams_once_for_its_terminal_message(
     sim = wababind_env
     sim.set_fault("3100000000000001", terminal_fault())
     sim.set_fault("3100000000000002", Fault.http_status(503))  # retryable all along
-    batch = [message("ev-terminal", "3100000000000001"), message("ev-retry", "3100000000000002")]
+    batch = [rocketmq("ev-terminal", "3100000000000001"), rocketmq("ev-retry", "3100000000000002")]
     for delivery in range(1 + REDELIVERIES):
         raised, outcomes = trigger.deliver(batch)
         assert raised, "the retryable message makes the trigger redeliver"
@@ -126,16 +107,16 @@ def test_a_new_request_for_the_waba_id_calls_again_and_both_are_remembered(
 ) -> None:
     sim, waba_id = wababind_env, "3100000000000003"
     sim.set_fault(waba_id, terminal_fault())
-    first = [message("ev-first", waba_id)]
+    first = [rocketmq("ev-first", waba_id)]
     assert trigger.deliver(first)[1]["ev-first"]["Attempts"] == 1
     assert trigger.deliver(first)[1]["ev-first"]["Attempts"] == 0
     assert sim.count(waba_id=waba_id) == 1
 
     # the operator fixed nothing yet and sends it again: a new event id, a new call
-    _, outcomes = trigger.deliver([message("ev-again", waba_id)])
+    _, outcomes = trigger.deliver([rocketmq("ev-again", waba_id)])
     assert (outcomes["ev-again"]["Code"], outcomes["ev-again"]["Attempts"]) == (TERMINAL, 1)
     assert sim.count(waba_id=waba_id) == 2
-    both = [message("ev-first", waba_id), message("ev-again", waba_id)]
+    both = [rocketmq("ev-first", waba_id), rocketmq("ev-again", waba_id)]
     for _ in range(REDELIVERIES):
         _, outcomes = trigger.deliver(both)
         assert {r["Attempts"] for r in outcomes.values()} == {0}
@@ -144,9 +125,9 @@ def test_a_new_request_for_the_waba_id_calls_again_and_both_are_remembered(
 
     # now fixed: the next new request binds, and a redelivery of an old one is a duplicate
     sim.set_fault(waba_id, None)
-    _, outcomes = trigger.deliver([message("ev-fixed", waba_id)])
+    _, outcomes = trigger.deliver([rocketmq("ev-fixed", waba_id)])
     assert outcomes["ev-fixed"]["Status"] == "bound"
-    _, outcomes = trigger.deliver([message("ev-first", waba_id)])
+    _, outcomes = trigger.deliver([rocketmq("ev-first", waba_id)])
     assert outcomes["ev-first"]["Status"] == "duplicate"
     assert sim.count(waba_id=waba_id) == 3
 
@@ -158,10 +139,10 @@ def test_copies_of_a_waba_id_in_one_batch_call_once_each_however_often_redeliver
     sim.set_fault(waba_id, terminal_fault())
     sim.set_fault("3100000000000005", Fault.http_status(503))
     batch = [
-        message("ev-copy-1", waba_id),
-        message("ev-copy-2", waba_id),
-        message("ev-copy-3", waba_id),
-        message("ev-keeps-failing", "3100000000000005"),
+        rocketmq("ev-copy-1", waba_id),
+        rocketmq("ev-copy-2", waba_id),
+        rocketmq("ev-copy-3", waba_id),
+        rocketmq("ev-keeps-failing", "3100000000000005"),
     ]
     for _ in range(1 + REDELIVERIES):
         raised, outcomes = trigger.deliver(batch)
@@ -180,13 +161,13 @@ def test_a_new_request_that_fails_retryably_leaves_the_earlier_failure_remembere
 ) -> None:
     sim, waba_id = wababind_env, "3100000000000006"
     sim.set_fault(waba_id, terminal_fault())
-    assert trigger.deliver([message("ev-old", waba_id)])[1]["ev-old"]["Attempts"] == 1
+    assert trigger.deliver([rocketmq("ev-old", waba_id)])[1]["ev-old"]["Attempts"] == 1
     sim.set_fault(waba_id, Fault.http_status(503))  # CAMS is down when the new one comes
-    raised, outcomes = trigger.deliver([message("ev-new", waba_id)])
+    raised, outcomes = trigger.deliver([rocketmq("ev-new", waba_id)])
     assert raised and outcomes["ev-new"]["Retryable"] is True
     calls = sim.count(waba_id=waba_id)
     assert calls >= 2
-    _, outcomes = trigger.deliver([message("ev-old", waba_id)])
+    _, outcomes = trigger.deliver([rocketmq("ev-old", waba_id)])
     assert (outcomes["ev-old"]["Code"], outcomes["ev-old"]["Attempts"]) == (TERMINAL, 0)
     assert sim.count(waba_id=waba_id) == calls
 
@@ -222,7 +203,7 @@ def test_an_old_failed_record_on_redis_still_answers_as_it_did(
     client.set("wababind:idem:" + OLD_FAILED["key"], json.dumps(OLD_FAILED), px=60_000)
     client.close()
     trigger = Trigger(True, context, capsys)
-    _, outcomes = trigger.deliver([message("ev-after-deploy", OLD_FAILED["key"])])
+    _, outcomes = trigger.deliver([rocketmq("ev-after-deploy", OLD_FAILED["key"])])
     assert (outcomes["ev-after-deploy"]["Code"], outcomes["ev-after-deploy"]["Attempts"]) == (
         TERMINAL,
         0,
@@ -236,7 +217,7 @@ def test_an_old_failed_record_in_memory_still_answers_as_it_did(
     store = get_runtime().store
     assert store.claim(OLD_FAILED["key"], "old", 30) is None
     store.fail(OLD_FAILED["key"], "old", code=TERMINAL, message="old", ttl_s=60)  # no event ids
-    _, outcomes = Trigger(False, context, capsys).deliver([message("ev-x", OLD_FAILED["key"])])
+    _, outcomes = Trigger(False, context, capsys).deliver([rocketmq("ev-x", OLD_FAILED["key"])])
     assert (outcomes["ev-x"]["Code"], outcomes["ev-x"]["Attempts"]) == (TERMINAL, 0)
     assert wababind_env.count(waba_id=OLD_FAILED["key"]) == 0
 
@@ -247,7 +228,7 @@ def test_the_failed_record_on_redis_carries_the_event_ids(
     monkeypatch.setenv("REDIS_URL", redis_url)
     waba_id = "3100000000000008"
     wababind_env.set_fault(waba_id, terminal_fault())
-    Trigger(True, context, capsys).deliver([message("ev-carried", waba_id)])
+    Trigger(True, context, capsys).deliver([rocketmq("ev-carried", waba_id)])
     client = redis.Redis.from_url(redis_url)
     raw, ttl_ms = client.get("wababind:idem:" + waba_id), client.pttl("wababind:idem:" + waba_id)
     client.close()
@@ -257,14 +238,6 @@ def test_the_failed_record_on_redis_carries_the_event_ids(
 
 
 # ---- the store's take-over, on its own ------------------------------------------------------
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[IdempotencyStore]:
-    if request.param == "memory":
-        yield InMemoryStore()
-    else:
-        yield RedisStore(redis_client(request.getfixturevalue("redis_url")))
 
 
 def test_take_over_replaces_only_the_failure_it_saw(store: IdempotencyStore) -> None:

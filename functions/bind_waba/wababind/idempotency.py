@@ -392,17 +392,25 @@ class RedisStore(IdempotencyStore):
 
         holder = self._call("claim", remote)
         if isinstance(holder, RedisProblem):
-            if holder.away:
-                if holder.code is None:  # no answer: the SET NX may still land; undo it then
-                    self._miss(self._records + key, _Missed("if_owner", expires, owner=owner))
-                if not self.health.wait:
-                    return None  # ON_REDIS_OUTAGE=local: this instance's memory decides
-            # Refused (OOM, WRONGTYPE…): Redis is there and holds records; memory never decides
-            self._local.release(key, owner)
-            raise SharedStoreUnavailable(f"{holder.message}; the claim was not taken", holder)
+            self._claim_unanswered(key, owner, expires, holder)
+            return None  # ON_REDIS_OUTAGE=local: this instance's memory decides
         if holder is not None:
             self._local.release(key, owner)
         return holder
+
+    def _claim_unanswered(
+        self, key: str, owner: str, expires: float, problem: RedisProblem
+    ) -> None:
+        """A claim (or take-over) Redis gave no answer to: returns only where this instance's
+        memory may decide (away, ON_REDIS_OUTAGE=local); else drops the local claim and raises.
+        Refused (OOM, WRONGTYPE…): Redis is there and holds records, so memory never decides."""
+        if problem.away:
+            if problem.code is None:  # no answer: the SET may still land; undo it then
+                self._miss(self._records + key, _Missed("if_owner", expires, owner=owner))
+            if not self.health.wait:
+                return
+        self._local.release(key, owner)
+        raise SharedStoreUnavailable(f"{problem.message}; the claim was not taken", problem)
 
     def complete(
         self,
@@ -467,14 +475,9 @@ class RedisStore(IdempotencyStore):
             return False
 
         taken = self._call("take_over", remote)
-        if isinstance(taken, RedisProblem):  # as for a claim
-            if taken.away:
-                if taken.code is None:  # no answer: the SET may still land; undo it then
-                    self._miss(self._records + key, _Missed("if_owner", expires, owner=owner))
-                if not self.health.wait:
-                    return True  # ON_REDIS_OUTAGE=local: this instance's memory decides
-            self._local.release(key, owner)
-            raise SharedStoreUnavailable(f"{taken.message}; the claim was not taken", taken)
+        if isinstance(taken, RedisProblem):
+            self._claim_unanswered(key, owner, expires, taken)
+            return True  # ON_REDIS_OUTAGE=local: this instance's memory decides
         if not taken:
             self._local.release(key, owner)
         return taken
