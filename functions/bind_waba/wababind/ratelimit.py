@@ -79,7 +79,7 @@ from wababind.redis_errors import RedisProblem
 
 SPACING_START = 1.02  # slot interval = spacing / qps; where a fresh quota starts
 SPACING_MIN, SPACING_MAX = 1.01, 2.0
-BACKOFF = 1.02  # a throttle widens the spacing this much
+BACKOFF = 1.015  # a throttle widens the spacing this much (1.02 cost 2% for a lone throttle)
 BACKOFF_EVERY_S = 1.0  # ... at most once per quota window
 RECOVERY = 0.99  # after a quiet period, the spacing narrows this much per step
 QUIET_S, RECOVERY_STEP_S = 30.0, 10.0
