@@ -41,7 +41,7 @@ class Config:
     out: Path
     install: bool
     quick: bool
-    after_bind_binds: int = 200  # the backlog of the run with both AFTER_BIND steps
+    after_bind_binds: int = 400  # the backlog of the run with both AFTER_BIND steps
 
     @property
     def target_cell(self) -> tuple[float, int]:
@@ -85,7 +85,7 @@ def parse_args(argv: Sequence[str] | None) -> Config:
     parser.add_argument("--process-jitter-ms", type=float, default=20.0)
     parser.add_argument("--bulk-binds", type=int, help="priority table backlog; default 320")
     parser.add_argument("--bulk-cost-binds", type=int, help="bulk-cost backlog; default 120")
-    parser.add_argument("--after-bind-binds", type=int, help="steps-on backlog; default 200")
+    parser.add_argument("--after-bind-binds", type=int, help="steps-on backlog; default 400")
     parser.add_argument("--overhead-pairs", type=int, help="webhook/bare pairs; default 200")
     parser.add_argument("--cold-reps", type=int, help="fresh interpreters of each; default 21")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -105,8 +105,8 @@ def parse_args(argv: Sequence[str] | None) -> Config:
         process_jitter_ms=args.process_jitter_ms,
         bulk_binds=args.bulk_binds or (60 if quick else 320),
         bulk_cost_binds=args.bulk_cost_binds or (24 if quick else 120),
-        after_bind_binds=args.after_bind_binds or (40 if quick else 200),
-        overhead_pairs=args.overhead_pairs or (40 if quick else 200),
+        after_bind_binds=args.after_bind_binds or (40 if quick else 400),
+        overhead_pairs=args.overhead_pairs or (40 if quick else 400),
         cold_reps=args.cold_reps or (3 if quick else 21),
         out=args.out,
         install=not args.no_install,
