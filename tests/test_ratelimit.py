@@ -575,6 +575,19 @@ def test_a_lone_throttle_leaves_the_spacing_and_a_second_soon_after_widens_it_fo
     assert book.spacing_at(now) == pytest.approx(SPACING_START * BACKOFF**2)
 
 
+def test_a_lone_throttle_stops_the_spacing_narrowing_for_a_quiet_period():
+    # the spacing narrows after a quiet period; a lone throttle says it reached the gateway's
+    # jitter: it stays there (no more throttles from narrowing further), not wider
+    book = Book(10, tuning=Tuning(quiet_s=30, recovery_step_s=10))
+    _drain(book, 0.0, 1)  # the quiet period counts from the first decision
+    narrowed = book.spacing_at(35.0)
+    assert narrowed < SPACING_START
+    book.throttled(35.0)
+    assert book.spacing_at(35.0) == pytest.approx(narrowed)
+    assert book.spacing_at(35.0 + 29) == pytest.approx(narrowed)  # held for quiet_s
+    assert book.spacing_at(35.0 + 45) < narrowed  # then narrowing again
+
+
 def test_a_throttle_costs_no_slot_beyond_its_retry():
     book = Book(10)
     first = book.decide(0.0, "bulk", 0, INF)

@@ -52,17 +52,17 @@ The invariants, for every grant k in the order the book makes them (on its own c
   5. a decision that grants nothing (None) changes nothing.
 
 The spacing is learned from System.LimitControl answers. A lone throttle is gateway jitter (a
-call that crossed it slower than the one n grants before it): it is noted and costs its retry's
-slot, nothing more. A throttle within CONFIRM_WINDOWS x n grants of a noted one says the spacing
-is too narrow for this gateway: it widens x BACKOFF for each of the two (once per
-BACKOFF_EVERY_S: the throttles of one burst are one signal). Widening on every lone throttle cost
-1.5 % of every slot for `quiet_s` and more to avoid one retry in hundreds of calls. After
-`quiet_s` without a widening the spacing narrows x RECOVERY per `recovery_step_s`, down to
-SPACING_MIN. On Redis the whole state is one hash, moved by one Lua script per decision on
-Redis's clock (TIME), so every instance shares the lanes, the tickets, the last grants and the
-learned spacing. The hash keeps its numbers to the microsecond; the Book does the same, so the
-two make the same decisions from the same events (tests/test_ratelimit.py replays them on both).
-"""
+call that crossed it slower than the one n grants before it): it is noted, holds the spacing
+where it is (no narrowing for `quiet_s`) and costs its retry's slot, nothing more. A throttle
+within CONFIRM_WINDOWS x n grants of a noted one says the spacing is too narrow for this
+gateway: it widens x BACKOFF for each of the two (once per BACKOFF_EVERY_S: the throttles of one
+burst are one signal). Widening on every lone throttle cost 1.5 % of every slot for `quiet_s`
+and more to avoid one retry in hundreds of calls. After `quiet_s` without a throttle the spacing
+narrows x RECOVERY per `recovery_step_s`, down to SPACING_MIN. On Redis the whole state is one
+hash, moved by one Lua script per decision on Redis's clock (TIME), so every instance shares the
+lanes, the tickets, the last grants and the learned spacing. The hash keeps its numbers to the
+microsecond; the Book does the same, so the two make the same decisions from the same events
+(tests/test_ratelimit.py replays them on both)."""
 
 from __future__ import annotations
 
@@ -160,7 +160,7 @@ class Book:
     tuning: Tuning = field(default_factory=Tuning)
     tat: float = 0.0
     spacing: float = SPACING_START
-    widened_at: float | None = None  # last back-off; quiet periods count from here
+    widened_at: float | None = None  # last back-off (or lone throttle); quiet counts from here
     bulk_tail: float = 0.0  # the slot after the last bulk ticket's
     inter_tail: float = 0.0
     credit: float = CREDIT_CAP
@@ -252,14 +252,16 @@ class Book:
         return Decision(booked, _us(at), now, float(f"{interval:.9f}"), leave_by)
 
     def throttled(self, now: float) -> None:
-        """CAMS answered System.LimitControl: note a lone throttle; one soon after a noted one
-        widens the spacing for both (once per window)."""
+        """CAMS answered System.LimitControl: note a lone throttle (the spacing stays, and the
+        quiet period starts again, as a fresh book's); one soon after a noted one widens the
+        spacing for both (once per window)."""
         now = _us(now)
         current = self.spacing_at(now)
         if now - self._widened_at(now) < BACKOFF_EVERY_S:
             return
         if self.noted is None or self.grants - self.noted > CONFIRM_WINDOWS * window_size(self.qps):
             self.noted = self.grants
+            self.spacing, self.widened_at = _us(current), _us(now - BACKOFF_EVERY_S)
             return
         self.spacing = _us(min(SPACING_MAX, current * BACKOFF * BACKOFF))
         self.widened_at = now
@@ -388,8 +390,10 @@ end
 if ARGV[1] == 'throttle' then
   if now - widened_at >= EVERY then
     if noted == nil or grants - noted > CONFIRM * n then
+      spacing = current
+      widened_at = now - EVERY
+      save()
       redis.call('HSET', KEYS[1], 'noted', grants)
-      redis.call('EXPIRE', KEYS[1], 3600)
     else
       spacing = math.min(MAX, current * BACKOFF * BACKOFF)
       widened_at = now
