@@ -51,14 +51,18 @@ The invariants, for every grant k in the order the book makes them (on its own c
      reaches at most one interval past now, or to the rule-3 start if that is later;
   5. a decision that grants nothing (None) changes nothing.
 
-The spacing is learned: each System.LimitControl answer widens it x BACKOFF (once per
-BACKOFF_EVERY_S: the throttles of one burst are one signal); after `quiet_s` without one it
-narrows x RECOVERY per `recovery_step_s`, down to SPACING_MIN. A throttle costs the retry's slot,
-nothing more. On Redis the whole state is one hash, moved by one Lua script per decision on
-Redis's clock (TIME), so every instance shares the lanes, the tickets, the last grants and the
-learned spacing. The hash keeps its numbers to the microsecond; the Book does the same, so the
-two make the same decisions from the same events (tests/test_ratelimit.py replays them on both).
-"""
+The spacing is learned from System.LimitControl answers. A lone throttle is gateway jitter (a
+call that crossed it slower than the one n grants before it): it is noted, holds the spacing
+where it is (no narrowing for `quiet_s`) and costs its retry's slot, nothing more. A throttle
+within CONFIRM_WINDOWS x n grants of a noted one says the spacing is too narrow for this
+gateway: it widens x BACKOFF for each of the two (once per BACKOFF_EVERY_S: the throttles of one
+burst are one signal). Widening on every lone throttle cost 1.5 % of every slot for `quiet_s`
+and more to avoid one retry in hundreds of calls. After `quiet_s` without a throttle the spacing
+narrows x RECOVERY per `recovery_step_s`, down to SPACING_MIN. On Redis the whole state is one
+hash, moved by one Lua script per decision on Redis's clock (TIME), so every instance shares the
+lanes, the tickets, the last grants and the learned spacing. The hash keeps its numbers to the
+microsecond; the Book does the same, so the two make the same decisions from the same events
+(tests/test_ratelimit.py replays them on both)."""
 
 from __future__ import annotations
 
@@ -79,8 +83,9 @@ from wababind.redis_errors import RedisProblem
 
 SPACING_START = 1.02  # slot interval = spacing / qps; where a fresh quota starts
 SPACING_MIN, SPACING_MAX = 1.01, 2.0
-BACKOFF = 1.015  # a throttle widens the spacing this much (1.02 cost 2% for a lone throttle)
+BACKOFF = 1.015  # a confirmed throttle widens the spacing this much for itself and the noted one
 BACKOFF_EVERY_S = 1.0  # ... at most once per quota window
+CONFIRM_WINDOWS = 3  # a throttle within this many windows' grants (x n) of a noted one confirms it
 RECOVERY = 0.99  # after a quiet period, the spacing narrows this much per step
 QUIET_S, RECOVERY_STEP_S = 30.0, 10.0
 LATE_TOLERANCE = 0.1  # a call leaves at most this many intervals after its slot starts
@@ -155,10 +160,12 @@ class Book:
     tuning: Tuning = field(default_factory=Tuning)
     tat: float = 0.0
     spacing: float = SPACING_START
-    widened_at: float | None = None  # last back-off; quiet periods count from here
+    widened_at: float | None = None  # last back-off (or lone throttle); quiet counts from here
     bulk_tail: float = 0.0  # the slot after the last bulk ticket's
     inter_tail: float = 0.0
     credit: float = CREDIT_CAP
+    grants: int = 0  # slots booked so far: throttles are compared by grant count
+    noted: int | None = None  # `grants` at a lone throttle not acted on (None: none)
     last: deque[float] = field(init=False)  # leave_by of the last window_size(qps) grants
 
     def __post_init__(self) -> None:
@@ -222,6 +229,7 @@ class Book:
             self.bulk_tail = self.tat + ahead * interval
         leave_by = _us_up(max(slot, now) + late(interval))
         self.last.append(leave_by)
+        self.grants += 1
         return self._answer(now, True, slot, interval, credit, leave_by)
 
     def _answer(
@@ -244,13 +252,20 @@ class Book:
         return Decision(booked, _us(at), now, float(f"{interval:.9f}"), leave_by)
 
     def throttled(self, now: float) -> None:
-        """CAMS answered System.LimitControl: widen the spacing (once per window)."""
+        """CAMS answered System.LimitControl: note a lone throttle (the spacing stays, and the
+        quiet period starts again, as a fresh book's); one soon after a noted one widens the
+        spacing for both (once per window)."""
         now = _us(now)
         current = self.spacing_at(now)
         if now - self._widened_at(now) < BACKOFF_EVERY_S:
             return
-        self.spacing = _us(min(SPACING_MAX, current * BACKOFF))
+        if self.noted is None or self.grants - self.noted > CONFIRM_WINDOWS * window_size(self.qps):
+            self.noted = self.grants
+            self.spacing, self.widened_at = _us(current), _us(now - BACKOFF_EVERY_S)
+            return
+        self.spacing = _us(min(SPACING_MAX, current * BACKOFF * BACKOFF))
         self.widened_at = now
+        self.noted = None
 
 
 class RateLimiter(ABC):
@@ -346,7 +361,7 @@ end
 local qps, share = tonumber(ARGV[3]), tonumber(ARGV[4])
 local quiet_s, step_s = tonumber(ARGV[5]), tonumber(ARGV[6])
 local s = redis.call('HMGET', KEYS[1], 'tat', 'spacing', 'widened_at', 'bulk_tail',
-                    'inter_tail', 'credit', 'head')
+                    'inter_tail', 'credit', 'head', 'grants', 'noted')
 local tat = tonumber(s[1]) or 0
 local spacing = tonumber(s[2]) or START
 local widened_at = tonumber(s[3]) or (now - EVERY)
@@ -355,6 +370,7 @@ local credit = tonumber(s[6]) or CAP
 local n = math.max(1, math.floor(qps))
 local head = tonumber(s[7]) or 1
 if head > n then head = 1 end
+local grants, noted = tonumber(s[8]) or 0, tonumber(s[9])
 
 local current = spacing
 local quiet = now - widened_at - quiet_s
@@ -373,9 +389,17 @@ end
 
 if ARGV[1] == 'throttle' then
   if now - widened_at >= EVERY then
-    spacing = math.min(MAX, current * BACKOFF)
-    widened_at = now
-    save()
+    if noted == nil or grants - noted > CONFIRM * n then
+      spacing = current
+      widened_at = now - EVERY
+      save()
+      redis.call('HSET', KEYS[1], 'noted', grants)
+    else
+      spacing = math.min(MAX, current * BACKOFF * BACKOFF)
+      widened_at = now
+      save()
+      redis.call('HDEL', KEYS[1], 'noted')
+    end
   end
   return {'0', '0', f6(now), '0', '0'}
 end
@@ -403,7 +427,8 @@ local function book(cost)
     bulk_tail = tat + math.floor((bulk_tail - tat) / interval + 0.5) * interval
   end
   local leave_by = math.ceil((math.max(slot, now) + late) * 1000000) / 1000000
-  redis.call('HMSET', KEYS[1], 'g' .. head, f6(leave_by), 'head', head % n + 1)
+  redis.call('HMSET', KEYS[1], 'g' .. head, f6(leave_by), 'head', head % n + 1,
+             'grants', grants + 1)
   return answer('1', slot, leave_by)
 end
 
@@ -429,7 +454,7 @@ _CONSTANTS = (
     f"{SPACING_MAX!r}, {BACKOFF!r}, {BACKOFF_EVERY_S!r}\n"
     f"local RECOVERY, LATE, CAP, EPSILON = {RECOVERY!r}, {LATE_TOLERANCE!r}, {CREDIT_CAP!r}, "
     f"{EPSILON!r}\n"
-    f"local LATE_MIN = {LATE_MIN_S!r}\n"
+    f"local LATE_MIN, CONFIRM = {LATE_MIN_S!r}, {CONFIRM_WINDOWS!r}\n"
 )
 _SCRIPT = _CONSTANTS + _SCRIPT_BODY
 
