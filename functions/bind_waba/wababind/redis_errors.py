@@ -65,9 +65,10 @@ _CLASS_CODES: tuple[tuple[str, str], ...] = (
     ("OutOfMemoryError", "OOM"),
     ("NoPermissionError", "NOPERM"),
 )
-_CODE = re.compile(r"[A-Z][A-Z_]+")
+# Patterns, compiled (and cached by `re`) at the first error reply, not at every cold start.
+_CODE = r"[A-Z][A-Z_]+"
 # Redis < 7 wraps an error inside a script: "ERR Error running script (…): @user_script:1: OOM …"
-_INNER = re.compile(r"user_script:\d+: ([A-Z][A-Z_]+) ")
+_INNER = r"user_script:\d+: ([A-Z][A-Z_]+) "
 
 
 class RedisProblem(NamedTuple):
@@ -134,11 +135,11 @@ def _reply_code(exc: BaseException) -> str:
         if name in names:
             return code
     text = str(exc)
-    inner = _INNER.search(text)
+    inner = re.search(_INNER, text)
     if inner:
         return inner.group(1)
     first = text.split(" ", 1)[0]
-    return first if _CODE.fullmatch(first) else "ERR"  # redis-py cuts a plain "ERR " off
+    return first if re.fullmatch(_CODE, first) else "ERR"  # redis-py cuts a plain "ERR " off
 
 
 def _auth_code(text: str) -> str:
