@@ -295,6 +295,22 @@ def test_cold_start_as_fc_runs_it_is_judged_per_runtime_on_the_fastest_cpu_time(
     assert "python3.12: not measured: no CPython 3.12 on this machine." in text
 
 
+def test_the_import_floor_as_fc_runs_it_is_shown_against_tea_when_measured():
+    result = FcColdStart(
+        "python3.10",
+        "CPython 3.10.13",
+        package={"HTTP": _samples(160), "MQ": _samples(165)},
+        compiled={"HTTP": _samples(160), "MQ": _samples(165)},
+        tea=_samples(1300, 1250),
+        floor=_samples(160, 150),
+    )
+    assert result.floor_tea_ratio() == pytest.approx(0.12)
+    text = "\n".join(render_fc_cold_start([result]))
+    assert "| import floor (`aliyunsdkcore.client`, `pydantic`, `standardwebhooks`), as FC" in text
+    assert "as FC runs it / Tea SDK: **0.120x**" in text
+    assert "floor" not in "\n".join(render_fc_cold_start([FcColdStart("python3.12", tea=[])]))
+
+
 def test_the_vcpu_share_of_each_function_comes_from_s_yaml(tmp_path):
     s_yaml = tmp_path / "s.yaml"
     s_yaml.write_text(

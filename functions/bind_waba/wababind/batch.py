@@ -6,7 +6,6 @@ import json
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any
 
 from wababind import applog
@@ -42,7 +41,7 @@ def _handle(event: bytes | str, context: Any, started: float) -> str:
     runtime = get_runtime()
     inv = start_invocation(context, "bulk", started)
     messages = parse_mq_event(event, inv.request_id)
-    inv = replace(inv, lane=lane_of(event, messages))
+    inv = inv.in_lane(lane_of(event, messages))
     deliveries: list[Delivery] = []
 
     def bind_one(message: QueueMessage) -> Outcome:

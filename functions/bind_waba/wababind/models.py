@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from pydantic_core import PydanticCustomError, ValidationError, core_schema
@@ -25,12 +24,13 @@ class FieldProblem(NamedTuple):
         return {"Field": self.field, "Rule": self.rule, "Message": self.message}
 
 
-@dataclass(repr=False, eq=False)
 class CallbackPolicy:
-    """What a request's CallbackUrl may be; passed as validation context."""
+    """What a request's CallbackUrl may be; passed as validation context. A plain class: a
+    @dataclass execs its generated __init__ at import (~0.3 ms of every cold start)."""
 
-    allowed_hosts: tuple[str, ...] = ()
-    allow_insecure: bool = False
+    def __init__(self, allowed_hosts: tuple[str, ...] = (), allow_insecure: bool = False) -> None:
+        self.allowed_hosts = allowed_hosts
+        self.allow_insecure = allow_insecure
 
 
 class BindRequest(Edge):

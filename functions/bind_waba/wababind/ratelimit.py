@@ -116,24 +116,28 @@ def _us_up(value: float) -> float:
     return math.ceil(value * 1000000) / 1000000
 
 
-@dataclass(repr=False, eq=False)
+# Tuning, Decision and Slot are plain classes, not @dataclass: a dataclass execs its generated
+# __init__ at import (~0.3 ms each, every cold start).
 class Tuning:
     """The learning's clock constants (tests shorten them)."""
 
-    quiet_s: float = QUIET_S
-    recovery_step_s: float = RECOVERY_STEP_S
+    def __init__(self, quiet_s: float = QUIET_S, recovery_step_s: float = RECOVERY_STEP_S):
+        self.quiet_s = quiet_s
+        self.recovery_step_s = recovery_step_s
 
 
-@dataclass(repr=False, eq=False)
 class Decision:
     """One answer of the quota, on its own clock (s): a booked slot starting at `at`, whose call
     must leave by `leave_by`, or a ticket for the slot expected at `at` (come back then)."""
 
-    booked: bool
-    at: float
-    now: float
-    interval: float
-    leave_by: float = 0.0  # booked: the latest leave the book counted on; a ticket: 0
+    def __init__(
+        self, booked: bool, at: float, now: float, interval: float, leave_by: float = 0.0
+    ) -> None:
+        self.booked = booked
+        self.at = at
+        self.now = now
+        self.interval = interval
+        self.leave_by = leave_by  # booked: the latest leave the book counted on; a ticket: 0
 
     @property
     def wait_s(self) -> float:
@@ -141,12 +145,12 @@ class Decision:
         return max(0.0, self.at - self.now)
 
 
-@dataclass(repr=False, eq=False)
 class Slot:
     """A granted call slot: its start on the granting limiter's clock, and the interval then."""
 
-    at: float
-    interval: float
+    def __init__(self, at: float, interval: float) -> None:
+        self.at = at
+        self.interval = interval
 
 
 @dataclass(repr=False, eq=False)

@@ -11,6 +11,8 @@ context) is timed in fresh interpreters against:
                whose machine has no CPython of the runtime's version deploys
     Tea SDK    alibabacloud_cams20200606.client installed the same way (pip for the runtime),
                read-only: how a package that ships no bytecode starts on FC
+    floor      the runtime dependencies' import floor (cold_start.FLOOR_IMPORTS) from the same
+               package as FC runs it: what no function of ours can go below, against Tea too
 
 Each probe reports its wall time, its CPU time and how many modules it compiled from source.
 FC gives an instance `cpu` vCPUs (s.yaml per function; fc3's default 0.35): below one vCPU a
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from wababind_local import fc_package
+from wababind_local.bench.cold_start import FLOOR_IMPORTS
 from wababind_local.bench.config import IMPORT_PROBE_TIMEOUT_S, ROOT, TEA_MODULE, TEA_REQUIREMENT
 
 RUNTIMES = ("python3.10", "python3.12")
@@ -98,6 +101,7 @@ class FcColdStart:
     compiled: dict[str, list[Sample]] = field(default_factory=dict)
     bare: dict[str, list[Sample]] = field(default_factory=dict)
     tea: list[Sample] = field(default_factory=list)
+    floor: list[Sample] = field(default_factory=list)  # the dependencies alone, as FC runs it
     problem: str | None = None
 
     def compiled_ratio(self, function: str) -> float:
@@ -105,6 +109,10 @@ class FcColdStart:
 
     def tea_ratio(self, function: str) -> float:
         return _cpu_ratio(self.package.get(function, []), self.tea)
+
+    def floor_tea_ratio(self) -> float:
+        """The import floor's own Tea ratio: the least any function's can be."""
+        return _cpu_ratio(self.floor, self.tea)
 
 
 def fastest_cpu(samples: Sequence[Sample]) -> float:
@@ -223,6 +231,8 @@ def measure_runtime(runtime: str, reps: int) -> FcColdStart:
             ]
         tea_env = fc_package.fc_env(folder / "tea", env)
         probes.append((result.tea, folder / "tea", f"import {TEA_MODULE}\n", tea_env))
+        floor_code = "".join(f"import {name}\n" for name in FLOOR_IMPORTS)
+        probes.append((result.floor, shipped, floor_code, fc_package.fc_env(shipped, env)))
         for rep in range(reps):
             for samples, code_root, code, probe_env in probes if rep % 2 == 0 else probes[::-1]:
                 samples.append(_probe(python, code_root, code, probe_env))
@@ -252,10 +262,15 @@ def measure_fc_cold_start(
 def describe(result: FcColdStart) -> str:
     if result.problem:
         return f"{result.runtime}: not measured: {result.problem}"
-    return f"{result.runtime}: " + "; ".join(
-        f"{f} {fastest_cpu(result.package[f]) * 1e3:.0f} ms CPU, "
-        f"{result.compiled_ratio(f):.2f}x compiled, {result.tea_ratio(f):.3f}x Tea"
-        for f in result.package
+    floor = f"; import floor {result.floor_tea_ratio():.3f}x Tea" if result.floor else ""
+    return (
+        f"{result.runtime}: "
+        + "; ".join(
+            f"{f} {fastest_cpu(result.package[f]) * 1e3:.0f} ms CPU, "
+            f"{result.compiled_ratio(f):.2f}x compiled, {result.tea_ratio(f):.3f}x Tea"
+            for f in result.package
+        )
+        + floor
     )
 
 
@@ -296,6 +311,9 @@ def render_fc_cold_start(results: Sequence[FcColdStart]) -> list[str]:
                     continue
                 rows.append(_row(label, runs, vcpu))
         rows.append(_row("Tea SDK client import, as FC runs it", result.tea, DEFAULT_CPU))
+        if result.floor:
+            label = f"import floor ({', '.join(f'`{n}`' for n in FLOOR_IMPORTS)}), as FC runs it"
+            rows.append(_row(label, result.floor, DEFAULT_CPU))
         header = (
             "fresh interpreter",
             "fastest wall (ms)",
@@ -316,6 +334,12 @@ def render_fc_cold_start(results: Sequence[FcColdStart]) -> list[str]:
             + _without_bytecode(result, function)
             for function in result.package
         ]
+        if result.floor:
+            lines += [
+                f"The import floor alone, from the same package as FC runs it / Tea SDK: "
+                f"**{result.floor_tea_ratio():.3f}x**: the least either function's Tea ratio "
+                "can be, our own code and initializer aside."
+            ]
         lines += [""]
     return lines
 
