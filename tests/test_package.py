@@ -301,15 +301,19 @@ ctx = fc_context.context_for(
     runtime, fc_context.FunctionMeta(name, handler, 512, 30), fc_context.Credentials(**key),
     fc_context.ServiceMeta(log_project="wababind-logs", log_store="wababind-outcomes"),
     request_id="package-test")
+before = set(sys.modules)  # this probe's own imports (fc_context's uuid imports subprocess)
 import index
 index.initialize(ctx)
 reply = getattr(index, handler.rpartition(".")[2])(event, ctx)
+from wababind.deferred import SDK_UNUSED
+ran = [n for n in (*SDK_UNUSED, "cryptography", "jmespath.parser") if n not in before
+       and type(sys.modules.get(n)).__name__ not in ("_Deferred", "NoneType")]
 import aliyunsdkcore.client, cryptography.hazmat.bindings._rust, pydantic_core
 loaded = [m.__file__ for m in (aliyunsdkcore.client, pydantic_core)]
 if "sls" in sinks:
     import aliyun.log
     loaded.append(aliyun.log.__file__)
-print(json.dumps({"reply": reply, "version": sys.version_info[:2], "loaded": loaded,
+print(json.dumps({"reply": reply, "version": sys.version_info[:2], "loaded": loaded, "ran": ran,
                   "compiled": [p for p in _compiled if p.startswith(os.getcwd())],
                   "context": sorted(vars(ctx))}))
 """
@@ -421,6 +425,7 @@ def test_the_package_holds_runtime_wheels_bytecode_and_the_function_code_only(
     for report in (mq, http):
         assert report["version"] == [major, minor]
         assert report["compiled"] == []
+        assert report["ran"] == []  # what the SDK imports but never runs for us (deferred)
         assert all(Path(f).is_relative_to(deps) for f in report["loaded"]), report["loaded"]
         if runtime == "python3.12":  # FC's python3.12 context (FC docs, "Context", Python)
             assert "credentials" not in report["context"] and "service" not in report["context"]

@@ -35,16 +35,20 @@ _last_error = threading.local()  # `error`: what this thread's last CAMS request
 
 def _sdk() -> ModuleType:
     """aliyun-python-sdk-core, imported once (at `prepare`, or at the first CAMS call): it is half
-    of our import time, and requests that are refused or answered as duplicates never need it."""
+    of our import time, and requests that are refused or answered as duplicates never need it.
+    What it imports but our calls never run is left unloaded (wababind.deferred)."""
     global _sdk_module
     if _sdk_module is not None:  # the hot path: no lock, no logging setup
         return _sdk_module
     with _sdk_lock:
         if _sdk_module is None:
-            import aliyunsdkcore.acs_exception.exceptions
-            import aliyunsdkcore.auth.credentials
-            import aliyunsdkcore.client
-            import aliyunsdkcore.request
+            from wababind.deferred import SDK_UNUSED, deferring
+
+            with deferring(SDK_UNUSED):
+                import aliyunsdkcore.acs_exception.exceptions
+                import aliyunsdkcore.auth.credentials
+                import aliyunsdkcore.client
+                import aliyunsdkcore.request
 
             _quiet_sdk_logging()
             _sdk_module = aliyunsdkcore

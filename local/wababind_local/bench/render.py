@@ -7,7 +7,7 @@ import platform
 from collections.abc import Sequence
 from datetime import datetime, timezone
 
-from wababind_local.bench.cold_start import FLOOR_IMPORTS
+from wababind_local.bench.cold_start import floor_names
 from wababind_local.bench.config import (
     CAMS_TIMEOUT_S,
     MQ_TIMEOUT_S,
@@ -179,7 +179,7 @@ def render(
     lines += _overhead_lines(overhead)
     lines += ["## Cold start: ready to serve", ""]
     if cold is not None:
-        floor = ", ".join(f"`{m}`" for m in (*FLOOR_IMPORTS, *(["redis"] if cold.redis else [])))
+        floor = floor_names(cold.redis)
         rows = [
             _import_row(
                 f"`index` + `index.initialize`, {function} function (ready to serve)", times

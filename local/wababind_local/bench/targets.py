@@ -189,8 +189,8 @@ def evaluate(
 
 def fc_cold_targets(results: Sequence[FcColdStart]) -> list[Target]:
     """For each runtime: each function as FC runs it against the same package compiled, and
-    against the Tea SDK as FC runs it (CPU time, fastest of each); not measured where this
-    machine has no CPython of that runtime."""
+    against the Tea SDK as FC runs it (CPU time, the median of the rounds' ratios); not measured
+    where this machine has no CPython of that runtime."""
     targets = []
     for result in results:
         where = f"{result.runtime}: cold start as FC runs it (read-only, CPU), each function"
