@@ -113,6 +113,9 @@ def closure(requirement_files: list[Path], dists: dict[str, Path], runtime: str)
         if requirement.marker and not requirement.marker.evaluate({**environment, "extra": extra}):
             continue
         name = canonicalize_name(requirement.name)
+        if name in build_package.NEVER_LOADED:
+            assert name not in dists, f"{name} is never loaded but ships"
+            continue
         assert name in dists, f"{name} is needed but not in the package"
         if name in needed:
             continue
@@ -308,11 +311,12 @@ reply = getattr(index, handler.rpartition(".")[2])(event, ctx)
 from wababind.deferred import SDK_UNUSED
 ran = [n for n in (*SDK_UNUSED, "cryptography", "jmespath.parser") if n not in before
        and type(sys.modules.get(n)).__name__ not in ("_Deferred", "NoneType")]
-import aliyunsdkcore.client, cryptography.hazmat.bindings._rust, pydantic_core
+import aliyunsdkcore.client, pydantic_core
 loaded = [m.__file__ for m in (aliyunsdkcore.client, pydantic_core)]
 if "sls" in sinks:
     import aliyun.log
     loaded.append(aliyun.log.__file__)
+ran += ["cryptography ships"] if importlib.util.find_spec("cryptography") else []
 print(json.dumps({"reply": reply, "version": sys.version_info[:2], "loaded": loaded, "ran": ran,
                   "compiled": [p for p in _compiled if p.startswith(os.getcwd())],
                   "context": sorted(vars(ctx))}))

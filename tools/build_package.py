@@ -58,6 +58,11 @@ PACKAGE_NAME = "bind_waba"
 DEPS_DIR = "python"
 TEA_REQUIREMENT = "alibabacloud_cams20200606==5.3.1"  # the official client, for the size ratio
 SKIPPED_DIRS = frozenset({"__pycache__", ".mypy_cache", ".pytest_cache"})  # of the source tree
+# Required by a dependency but never loaded by the function, so not shipped (with what only they
+# need: cffi, pycparser). aliyun-python-sdk-core requires `cryptography` for its RSA key-pair
+# signer alone, which wababind.deferred leaves unloaded: we sign with an AccessKey or an STS
+# token. It is half of the zip. redis tries `import cryptography` for OCSP over TLS only.
+NEVER_LOADED = frozenset({"cryptography"})
 ZIP_SKIPPED_DIRS = SKIPPED_DIRS - {"__pycache__"}  # the staging tree's caches are ours to ship
 SKIPPED_SUFFIXES = (".pyo",)
 RUNTIME_PYTHON_ENV = "WABABIND_RUNTIME_PYTHON"  # a CPython of the runtime's version, if elsewhere
@@ -231,7 +236,7 @@ def markers(
         if requirement.marker and not requirement.marker.evaluate({**environment, "extra": extra}):
             continue
         name = canonicalize_name(requirement.name)
-        if name in needed:
+        if name in needed or name in NEVER_LOADED:
             continue
         needed.add(name)
         if name not in dists:

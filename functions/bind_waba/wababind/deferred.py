@@ -27,7 +27,8 @@ from typing import Any
 
 # What the SDK imports that our use of it never runs (wababind.cams):
 SDK_UNUSED = (
-    # RSA key-pair signing (aliyunsdkcore.auth.signers.rsa_key_pair_signer): `cryptography`
+    # RSA key-pair signing (aliyunsdkcore.auth.signers.rsa_key_pair_signer): `cryptography`,
+    # which the package does not even ship (tools/build_package.NEVER_LOADED)
     "aliyunsdkcore.auth.algorithm.sha_hmac256",
     # requests' charset guesser: Response.text of an answer without a charset; the SDK reads
     # .content
