@@ -131,8 +131,14 @@ def pip(*args: str) -> None:
         raise SystemExit(f"pip {args[0]} failed (exit {done.returncode})")
 
 
-def pip_install(target: Path, runtime: Runtime, requirements: list[str]) -> None:
-    """Wheels for the runtime into `target`, with every dependency the runtime needs.
+def pip_install(
+    target: Path,
+    runtime: Runtime,
+    requirements: list[str],
+    leave_out: frozenset[str] = frozenset(),
+) -> None:
+    """Wheels for the runtime into `target`, with every dependency the runtime needs, except
+    the distributions `leave_out` names (and what only they need).
 
     pip picks wheels by the runtime's tags, but evaluates dependency markers on *this*
     interpreter (e.g. redis needs async-timeout below Python 3.11.3): `markers` finds what
@@ -141,7 +147,7 @@ def pip_install(target: Path, runtime: Runtime, requirements: list[str]) -> None
     for _ in range(3):
         shutil.rmtree(target, ignore_errors=True)
         _pip_install(target, runtime, requirements + added)
-        missing, unneeded = markers(target, runtime, requirements + added)
+        missing, unneeded = markers(target, runtime, requirements + added, leave_out)
         if not missing:
             for dist_info in unneeded:
                 remove_distribution(dist_info)
@@ -216,7 +222,10 @@ def requirement_lines(requirements: list[str]) -> list[str]:
 
 
 def markers(
-    target: Path, runtime: Runtime, requirements: list[str]
+    target: Path,
+    runtime: Runtime,
+    requirements: list[str],
+    leave_out: frozenset[str] = frozenset(),
 ) -> tuple[list[str], list[Path]]:
     """(requirements the runtime needs but `target` lacks, dist-infos it does not need): the
     dependency closure walked from the installed METADATA with the runtime's marker values."""
@@ -236,7 +245,7 @@ def markers(
         if requirement.marker and not requirement.marker.evaluate({**environment, "extra": extra}):
             continue
         name = canonicalize_name(requirement.name)
-        if name in needed or name in NEVER_LOADED:
+        if name in needed or name in leave_out:
             continue
         needed.add(name)
         if name not in dists:
@@ -478,7 +487,7 @@ def build(
     requirements = ["-r", str(REQUIREMENTS), "-c", str(LOCK)]
     if wants_sls(sinks):
         requirements += ["-r", str(SLS_REQUIREMENTS)]
-    pip_install(staging / DEPS_DIR, runtime, requirements)
+    pip_install(staging / DEPS_DIR, runtime, requirements, leave_out=NEVER_LOADED)
     copy_code(staging)
     if python:
         compile_bytecode(python[0], staging)

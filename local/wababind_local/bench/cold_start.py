@@ -5,9 +5,9 @@ function's own handler modules, settings, SDK import, CAMS client, Redis connect
 the first request no longer pays; measured for each function, since each imports only what its
 own handler needs. Each is compared, in the same run, with importing the official Tea SDK client
 and with the import floor: the runtime dependencies alone (`aliyunsdkcore.client` as our code
-imports it, `pydantic`, `standardwebhooks`; `redis` when REDIS_URL is set). Each is the fastest
-of `reps` fresh interpreters (bytecode cached, runs interleaved): the least noisy estimate of its
-cost.
+imports it, `pydantic`, `standardwebhooks`; `redis` when REDIS_URL is set). `reps` rounds of
+fresh interpreters (bytecode cached), every probe back to back in each round; a ratio is the
+median of the rounds' ratios (stats.round_ratio), which drops the rounds a neighbour disturbed.
 """
 
 from __future__ import annotations

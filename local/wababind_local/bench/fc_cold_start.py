@@ -39,6 +39,7 @@ from pathlib import Path
 from wababind_local import fc_package
 from wababind_local.bench.cold_start import floor_names, floor_source
 from wababind_local.bench.config import IMPORT_PROBE_TIMEOUT_S, ROOT, TEA_MODULE, TEA_REQUIREMENT
+from wababind_local.bench.stats import round_ratio
 
 RUNTIMES = ("python3.10", "python3.12")
 FUNCTIONS = {
@@ -134,12 +135,7 @@ def implied_wall(cpu_s: float, vcpus: float) -> float:
 
 
 def _cpu_ratio(mine: Sequence[Sample], other: Sequence[Sample]) -> float:
-    """The median of the rounds' CPU ratios. A round runs every probe back to back, so each
-    ratio compares two fresh interpreters under the same load, and the median drops the rounds
-    a neighbour disturbed; the fastest of each came from two different rounds, and two copies
-    of one package read anywhere from 0.94x to 1.11x."""
-    ratios = [m.cpu_s / o.cpu_s for m, o in zip(mine, other, strict=False)]
-    return statistics.median(ratios) if ratios else math.nan
+    return round_ratio([s.cpu_s for s in mine], [s.cpu_s for s in other])
 
 
 def cpu_per_function(s_yaml: Path = ROOT / "s.yaml") -> dict[str, float]:

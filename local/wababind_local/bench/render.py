@@ -195,7 +195,7 @@ def render(
         lines += [
             f"{function} function, ready to serve / Tea SDK import: "
             f"**{_ratio(cold.tea_ratio_of(function))}**; / import floor: "
-            f"**{_ratio(cold.floor_ratio_of(function))}** (fastest of each)."
+            f"**{_ratio(cold.floor_ratio_of(function))}** (the median of the rounds' ratios)."
             for function in cold.ready_s
         ]
         if cold.tea_problem:
@@ -251,8 +251,8 @@ def render(
         "only move arrivals at CAMS, not sends.",
         "- cold start = `time.perf_counter()` around importing a module in fresh interpreters "
         "(bytecode cached; runs interleaved); ready to serve imports `index` and runs its "
-        "initializer with each function's context (its handler's modules only); the fastest "
-        "run of each is compared.",
+        "initializer with each function's context (its handler's modules only); a ratio is "
+        "the median of the rounds' ratios (each round runs every probe back to back).",
     ]
     notes = [
         f"{r.processes} process(es), batch {r.batch}, {r.latency_ms:g} ms: the handler raised "

@@ -6,6 +6,8 @@ import math
 from collections import Counter
 from dataclasses import dataclass, field
 
+from wababind_local.bench.stats import round_ratio
+
 
 @dataclass
 class Run:
@@ -54,7 +56,8 @@ class ColdStart:
     """Fresh-interpreter times (s): `ready_s` per function (HTTP, MQ) the handler import plus
     FC's initializer (ready to serve), `floor_s` importing the runtime dependencies alone,
     `tea_s` the Tea SDK client; `breakdown` attributes each function's ready-to-serve imports.
-    Ratios compare the fastest of each; a target applies to every function (bench.targets)."""
+    Ratios are the median of the rounds' ratios (stats.round_ratio); a target applies to every
+    function (bench.targets)."""
 
     ready_s: dict[str, list[float]] = field(default_factory=dict)
     tea_s: list[float] = field(default_factory=list)
@@ -64,14 +67,10 @@ class ColdStart:
     redis: bool = False  # REDIS_URL was set: the floor imports redis, the initializer connects
 
     def tea_ratio_of(self, function: str) -> float:
-        return _fastest_ratio(self.ready_s.get(function, []), self.tea_s)
+        return round_ratio(self.ready_s.get(function, []), self.tea_s)
 
     def floor_ratio_of(self, function: str) -> float:
-        return _fastest_ratio(self.ready_s.get(function, []), self.floor_s)
-
-
-def _fastest_ratio(mine: list[float], other: list[float]) -> float:
-    return min(mine) / min(other) if mine and other else math.nan
+        return round_ratio(self.ready_s.get(function, []), self.floor_s)
 
 
 @dataclass

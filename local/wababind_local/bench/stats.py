@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 import re
+import statistics
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 _IMPORTTIME_LINE = re.compile(r"^import time:\s+(\d+) \|\s+(\d+) \|( +)(\S+)\s*$")
@@ -58,6 +60,15 @@ def import_breakdown(
 
     walk(root)
     return [(package, us / 1000, first_by.get(package, "")) for package, us in totals.most_common()]
+
+
+def round_ratio(mine: Sequence[float], other: Sequence[float]) -> float:
+    """The median of the rounds' ratios (mine[i] / other[i]). The bench runs its fresh
+    interpreters in rounds, every probe back to back, so each ratio compares two runs under the
+    same load and the median drops the rounds a neighbour disturbed; the fastest of each drew
+    the two sides from different rounds (two copies of one package read 0.94x-1.11x)."""
+    ratios = [m / o for m, o in zip(mine, other, strict=False)]
+    return statistics.median(ratios) if ratios else math.nan
 
 
 def _ratio(value: float) -> str:
