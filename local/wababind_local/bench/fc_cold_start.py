@@ -11,8 +11,9 @@ context) is timed in fresh interpreters against:
                whose machine has no CPython of the runtime's version deploys
     Tea SDK    alibabacloud_cams20200606.client installed the same way (pip for the runtime),
                read-only: how a package that ships no bytecode starts on FC
-    floor      the runtime dependencies' import floor (cold_start.FLOOR_IMPORTS) from the same
-               package as FC runs it: what no function of ours can go below, against Tea too
+    floor      the runtime dependencies' import floor, imported as our code imports them
+               (cold_start.floor_source), from the same package as FC runs it: what no
+               function of ours can go below, against Tea too
 
 Each probe reports its wall time, its CPU time and how many modules it compiled from source.
 FC gives an instance `cpu` vCPUs (s.yaml per function; fc3's default 0.35): below one vCPU a
