@@ -397,9 +397,12 @@ def test_a_tiny_bench_runs_end_to_end_and_writes_every_row(tmp_path: Path, capsy
     idle, drain = tables["Priority: webhook binds while 2 instances drain bulk"]
     assert (idle["while"], int(idle["webhook binds"])) == ("nothing else", 15)
     assert float(drain["p95 (s)"]) >= float(drain["p50 (s)"]) > 0
-    webhook, bare = tables["Overhead: a webhook bind against a bare SDK call"]
-    assert webhook["calls"] == bare["calls"] == "5"
-    assert float(webhook["median CPU (ms)"]) > 0 and float(bare["median CPU (ms)"]) > 0
+    webhook, bare, required = tables["Overhead: a webhook bind against a bare SDK call"]
+    assert webhook["calls"] == bare["calls"] == required["calls"] == "5"
+    assert required["call"].startswith("the required work alone")
+    for row in (webhook, bare, required):
+        assert float(row["median CPU (ms)"]) > 0
+    assert "The required work alone costs **" in text
 
     http, mq, floor, tea = tables["Cold start: ready to serve"][:4]
     for ready, function in [(http, "HTTP"), (mq, "MQ")]:
@@ -451,3 +454,27 @@ def test_a_ratio_is_the_median_of_the_rounds_so_one_disturbed_round_does_not_dec
     assert round_ratio([1.00, 5.00, 1.10], [1.00, 1.05, 4.00]) == pytest.approx(1.00)
     assert round_ratio([1.10, 1.20], [1.00, 1.00]) == pytest.approx(1.15)
     assert math.isnan(round_ratio([], []))
+
+
+def test_the_required_work_side_verifies_binds_and_writes_the_record(capsys):
+    """The overhead row's third side does the required steps for real, or its ratio lies."""
+    from standardwebhooks import WebhookVerificationError
+
+    from wababind.config import parse_cams_endpoint
+    from wababind.credentials import Credentials
+    from wababind_local.bench.overhead import BENCH_SECRET, webhook_event
+    from wababind_local.bench.required_work import RequiredWork
+    from wababind_local.cams_simulator import CamsSimulator
+
+    with CamsSimulator(qps=None) as sim:
+        key = Credentials(DEFAULT_KEY.access_key_id, DEFAULT_KEY.access_key_secret)
+        work = RequiredWork(parse_cams_endpoint(sim.endpoint), BENCH_SECRET, key)
+        answer = work.handle(webhook_event("4400001", BENCH_SECRET))
+        assert answer["statusCode"] == 200
+        assert '"Status":"bound"' in answer["body"]
+        assert sim.count("4400001") == 1
+        with pytest.raises(WebhookVerificationError):  # signed with another secret
+            work.handle(webhook_event("4400002", "whsec_" + "A" * 32))
+        assert sim.count("4400002") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [answer["body"]]  # one record line, written as the log sink writes it

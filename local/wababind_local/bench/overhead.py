@@ -13,7 +13,11 @@ an unsigned event skipped the verification: the bench said 1.11x where the issue
 CommonRequest built, the call made, and the answer's JSON read for its CustSpaceId (the
 webhook's outcome carries it; a bare call that dropped the answer left that work out).
 
-Standalone: `python -m wababind_local.bench.overhead [pairs] [runs]` prints each run's ratio.
+A third side, timed in the same rotation, does only the work the SPEC asks of any webhook bind
+(wababind_local.bench.required_work): webhook over it is what idempotency, the quota's lanes and
+the deadline budget cost; it over the bare call is what the required steps cost.
+
+Standalone: `python -m wababind_local.bench.overhead [pairs] [runs]` prints each run's ratios.
 """
 
 from __future__ import annotations
@@ -55,12 +59,15 @@ HTTP_EVENT = {
 
 @dataclass
 class Overhead:
-    """CPU and wall seconds per call, webhook binds and bare SDK calls, measured alternately."""
+    """CPU and wall seconds per call: webhook binds, bare SDK calls and the required work alone,
+    measured in turn."""
 
     webhook_cpu_s: list[float] = field(default_factory=list)
     bare_cpu_s: list[float] = field(default_factory=list)
     webhook_wall_s: list[float] = field(default_factory=list)
     bare_wall_s: list[float] = field(default_factory=list)
+    required_cpu_s: list[float] = field(default_factory=list)
+    required_wall_s: list[float] = field(default_factory=list)
 
     @property
     def cpu_ratio(self) -> float:
@@ -69,6 +76,16 @@ class Overhead:
     @property
     def wall_ratio(self) -> float:
         return percentile(self.webhook_wall_s, 50) / percentile(self.bare_wall_s, 50)
+
+    @property
+    def required_ratio(self) -> float:
+        """The required work alone over a bare call (CPU, medians)."""
+        return percentile(self.required_cpu_s, 50) / percentile(self.bare_cpu_s, 50)
+
+    @property
+    def over_required(self) -> float:
+        """A webhook bind over the required work alone (CPU, medians): what wababind adds."""
+        return percentile(self.webhook_cpu_s, 50) / percentile(self.required_cpu_s, 50)
 
 
 def _timed(call: Any) -> tuple[float, float]:
@@ -87,7 +104,8 @@ def webhook_event(waba_id: str, secret: str | None = None) -> bytes:
 
 
 def measure_overhead(pairs: int, prefix: str) -> Overhead:
-    """`pairs` alternating webhook binds and bare SDK calls after a warm-up of both."""
+    """`pairs` rounds of a webhook bind, a bare SDK call and the required work alone, after a
+    warm-up of all three."""
     _product_path()
     from aliyunsdkcore.auth.credentials import AccessKeyCredential
     from aliyunsdkcore.client import AcsClient
@@ -95,6 +113,8 @@ def measure_overhead(pairs: int, prefix: str) -> Overhead:
 
     from index import http_handler
     from wababind.config import parse_cams_endpoint
+    from wababind.credentials import Credentials as Key
+    from wababind_local.bench.required_work import RequiredWork
 
     result = Overhead()
     with CamsSimulator(qps=None) as sim:
@@ -122,6 +142,9 @@ def measure_overhead(pairs: int, prefix: str) -> Overhead:
             if not answer["Data"]["CustSpaceId"]:
                 raise RuntimeError("the bare call bound nothing")
 
+        required = RequiredWork(
+            endpoint, BENCH_SECRET, Key(DEFAULT_KEY.access_key_id, DEFAULT_KEY.access_key_secret)
+        )
         context = FCContext(
             function=FunctionMeta("bind-waba-http", "index.http_handler", 512, 30),
             credentials=Credentials(DEFAULT_KEY.access_key_id, DEFAULT_KEY.access_key_secret),
@@ -155,11 +178,16 @@ def measure_overhead(pairs: int, prefix: str) -> Overhead:
                     hook = _timed(lambda event=event: answers.append(http_handler(event, context)))
                     time.sleep(GAP_S)
                     plain = _timed(lambda n=n: bare(f"{prefix}2{n:06d}"))
+                    event = webhook_event(f"{prefix}3{n:06d}", BENCH_SECRET)
+                    time.sleep(GAP_S)
+                    least = _timed(lambda event=event: answers.append(required.handle(event)))
                     if n >= WARM_UP:
                         result.webhook_cpu_s.append(hook[0])
                         result.webhook_wall_s.append(hook[1])
                         result.bare_cpu_s.append(plain[0])
                         result.bare_wall_s.append(plain[1])
+                        result.required_cpu_s.append(least[0])
+                        result.required_wall_s.append(least[1])
             finally:
                 _reset_runtime()
     refused = [a.get("statusCode") for a in answers if a.get("statusCode") != 200]
@@ -180,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"run {run + 1}: CPU {got.cpu_ratio:.3f}x (webhook "
             f"{percentile(got.webhook_cpu_s, 50) * 1e3:.3f} ms, bare "
-            f"{percentile(got.bare_cpu_s, 50) * 1e3:.3f} ms), wall {got.wall_ratio:.3f}x",
+            f"{percentile(got.bare_cpu_s, 50) * 1e3:.3f} ms), wall {got.wall_ratio:.3f}x; "
+            f"required work alone {got.required_ratio:.3f}x bare, webhook "
+            f"{got.over_required:.3f}x it",
             flush=True,
         )
     return 0

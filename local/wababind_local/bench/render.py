@@ -324,6 +324,14 @@ def _overhead_lines(overhead: Overhead | None) -> list[str]:
         ("webhook bind (`index.http_handler`)", overhead.webhook_cpu_s, overhead.webhook_wall_s),
         ("bare keep-alive `aliyunsdkcore` call", overhead.bare_cpu_s, overhead.bare_wall_s),
     ]
+    if overhead.required_cpu_s:
+        rows.append(
+            (
+                "the required work alone (`bench/required_work.py`)",
+                overhead.required_cpu_s,
+                overhead.required_wall_s,
+            )
+        )
     lines += _table(
         OVERHEAD_HEADER,
         [
@@ -343,4 +351,13 @@ def _overhead_lines(overhead: Overhead | None) -> list[str]:
         "is the calling thread's (`time.thread_time`), so the simulator's threads do not count.",
         "",
     ]
+    if overhead.required_cpu_s:
+        lines += [
+            f"The required work alone costs **{_ratio(overhead.required_ratio)}** a bare call: "
+            "the FC event and the bind request validated, the signature verified, the same "
+            "CAMS call through our client, the outcome line written and flushed. The webhook "
+            f"bind costs **{_ratio(overhead.over_required)}** that: what idempotency, the quota's "
+            "lanes and the deadline budget add.",
+            "",
+        ]
     return lines

@@ -115,7 +115,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         ),
     )
     overhead = measure_overhead(config.overhead_pairs, prefix)
-    print(f"[overhead] webhook / bare SDK call CPU: {_ratio(overhead.cpu_ratio)}", flush=True)
+    print(
+        f"[overhead] webhook / bare SDK call CPU: {_ratio(overhead.cpu_ratio)}; the required "
+        f"work alone {_ratio(overhead.required_ratio)}, "
+        f"webhook / it {_ratio(overhead.over_required)}",
+        flush=True,
+    )
     pause, pause_problem = _scenario(
         "redis pause",
         lambda: run_redis_pause(config, prefix, tag=400),
