@@ -71,21 +71,26 @@ class Overhead:
 
     @property
     def cpu_ratio(self) -> float:
-        return percentile(self.webhook_cpu_s, 50) / percentile(self.bare_cpu_s, 50)
+        """The target's ratio: a webhook bind over a bare call."""
+        return _medians(self.webhook_cpu_s, self.bare_cpu_s)
 
     @property
     def wall_ratio(self) -> float:
-        return percentile(self.webhook_wall_s, 50) / percentile(self.bare_wall_s, 50)
+        return _medians(self.webhook_wall_s, self.bare_wall_s)
 
     @property
     def required_ratio(self) -> float:
-        """The required work alone over a bare call (CPU, medians)."""
-        return percentile(self.required_cpu_s, 50) / percentile(self.bare_cpu_s, 50)
+        """The required work alone over a bare call."""
+        return _medians(self.required_cpu_s, self.bare_cpu_s)
 
     @property
     def over_required(self) -> float:
-        """A webhook bind over the required work alone (CPU, medians): what wababind adds."""
-        return percentile(self.webhook_cpu_s, 50) / percentile(self.required_cpu_s, 50)
+        """A webhook bind over the required work alone: what wababind's promises add."""
+        return _medians(self.webhook_cpu_s, self.required_cpu_s)
+
+
+def _medians(ours: list[float], theirs: list[float]) -> float:
+    return percentile(ours, 50) / percentile(theirs, 50)
 
 
 def _timed(call: Any) -> tuple[float, float]:
