@@ -347,8 +347,9 @@ def _overhead_lines(overhead: Overhead | None) -> list[str]:
     lines += [
         "",
         f"CPU ratio **{_ratio(overhead.cpu_ratio)}**, wall {_ratio(overhead.wall_ratio)}: "
-        "the two alternate in one process against one simulator (no quota, no latency); CPU "
-        "is the calling thread's (`time.thread_time`), so the simulator's threads do not count.",
+        "the sides take turns in one process against one simulator (no quota, no latency); "
+        "CPU is the calling thread's (`time.thread_time`), so the simulator's threads do not "
+        "count.",
         "",
     ]
     if overhead.required_cpu_s:
